@@ -1,0 +1,1 @@
+"""The benchmark harness: data, budget, tuning, measurement, results files and W&B."""

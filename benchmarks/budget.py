@@ -1,0 +1,125 @@
+"""The budget: one frozen value object that every architecture of a run shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+class BudgetError(ValueError):
+    """A budget name or field value is invalid."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Everything that must be identical across architectures for a fair comparison.
+
+    Sizes of ``0`` mean "all of the split". The learning rate is searched log-uniformly in
+    ``[lr_min, lr_max]`` by the suite, for every architecture alike.
+    """
+
+    name: str = "custom"
+    tuner: str = "random"
+    trials: int = 3
+    epochs: int = 2
+    batch_size: int = 128
+    train_size: int = 3000
+    val_size: int = 2000
+    final_train_size: int = 6000
+    final_epochs: int = 3
+    final_seeds: int = 1
+    patience: int = 0
+    augment: bool = False
+    lr_min: float = 1e-4
+    lr_max: float = 1e-2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tuner not in TUNERS:
+            raise BudgetError(f"unknown tuner {self.tuner!r}; choose one of {', '.join(TUNERS)}")
+        for name in ("trials", "epochs", "batch_size", "final_epochs", "final_seeds", "val_size"):
+            _require(name, getattr(self, name), minimum=1)
+        for name in ("train_size", "final_train_size", "patience", "seed"):
+            _require(name, getattr(self, name), minimum=0)
+        if not isinstance(self.augment, bool):
+            raise BudgetError(f"augment must be true or false, got {self.augment!r}")
+        for name in ("lr_min", "lr_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise BudgetError(f"{name} must be a positive number, got {value!r}")
+        if self.lr_min > self.lr_max:
+            raise BudgetError(f"lr_min ({self.lr_min}) is larger than lr_max ({self.lr_max})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain JSON-ready values."""
+        return dataclasses.asdict(self)
+
+    @property
+    def hash(self) -> str:
+        """A stable 12-hex-digit hash of every field that changes the results.
+
+        The preset's ``name`` is left out: two budgets with the same values are the same
+        budget whatever they are called.
+        """
+        fields = {k: v for k, v in self.to_dict().items() if k != "name"}
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def final_seed_values(self) -> list[int]:
+        """The seeds of the final trainings: ``seed``, ``seed + 1``, ..."""
+        return [self.seed + i for i in range(self.final_seeds)]
+
+
+def _require(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BudgetError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise BudgetError(f"{name} must be at least {minimum}, got {value}")
+
+
+PRESETS: dict[str, Budget] = {
+    # Seconds: for tests and CI.
+    "smoke": Budget(
+        name="smoke", trials=1, epochs=1, batch_size=64, train_size=512, val_size=256,
+        final_train_size=512, final_epochs=1,
+    ),
+    # Minutes for the whole registry on a 2-core laptop CPU: the default.
+    "quick": Budget(name="quick"),
+    # About an hour on a 2-core CPU; approaches published accuracies.
+    "standard": Budget(
+        name="standard", trials=4, epochs=4, train_size=10000, val_size=5000,
+        final_train_size=0, final_epochs=8, patience=3,
+    ),
+    # For a GPU: the budget a paper would use.
+    "full": Budget(
+        name="full", tuner="bayesian", trials=20, epochs=20, train_size=0, val_size=5000,
+        final_train_size=0, final_epochs=40, final_seeds=3, patience=5, augment=True,
+    ),
+}
+
+
+def make_budget(preset: str = "quick", **overrides: Any) -> Budget:
+    """A preset with some fields replaced; ``None`` values are ignored.
+
+    Raises:
+        BudgetError: unknown preset, unknown field or invalid value.
+    """
+    if preset not in PRESETS:
+        raise BudgetError(f"unknown budget {preset!r}; choose one of {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Budget)}
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise BudgetError(f"unknown budget field(s): {', '.join(unknown)}")
+    return dataclasses.replace(PRESETS[preset], **changes)
+
+
+def budget_from_dict(data: dict[str, Any]) -> Budget:
+    """Rebuild a budget read back from a manifest."""
+    fields = {f.name for f in dataclasses.fields(Budget)}
+    return Budget(**{k: v for k, v in data.items() if k in fields})

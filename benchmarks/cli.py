@@ -1,0 +1,194 @@
+"""The ``archbench`` command: run, models, check and report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_BAD_INPUT = 2
+
+# Budget fields that get a command-line override, with their help text.
+BUDGET_OPTIONS = {
+    "tuner": "tuner algorithm: random, bayesian or hyperband",
+    "trials": "tuner trials per architecture",
+    "epochs": "epochs per trial (Hyperband: the most epochs of a trial)",
+    "batch_size": "batch size for every training",
+    "train_size": "training images used in each trial (0 = the whole training split)",
+    "val_size": "validation images carved from the training set",
+    "final_train_size": "training images of the final training (0 = the whole training split)",
+    "final_epochs": "epochs of the final training",
+    "final_seeds": "final trainings per architecture, one seed each",
+    "patience": "early-stopping patience in epochs (0 = off)",
+    "lr_min": "lower end of the shared learning-rate range",
+    "lr_max": "upper end of the shared learning-rate range",
+    "seed": "seed of the split, the tuner and every training",
+}
+
+
+class UserError(Exception):
+    """Bad input: reported as one line with exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    from benchmarks.budget import PRESETS, Budget
+
+    group = parser.add_argument_group("budget (overrides of the preset's fields)")
+    group.add_argument(
+        "--budget", default="quick", help=f"preset: {', '.join(PRESETS)} (default: quick)"
+    )
+    for field in dataclasses.fields(Budget):
+        if field.name not in BUDGET_OPTIONS:
+            continue
+        kind = {int: _positive_int, float: _number}.get(type(field.default), str)
+        group.add_argument(
+            f"--{field.name.replace('_', '-')}", type=kind, default=None,
+            help=BUDGET_OPTIONS[field.name],
+        )
+    group.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=None,
+        help="random shifts and flips while training",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archbench",
+        description="Which CNN architecture should we use? Tune every registered architecture "
+        "under one identical budget, log every trial to W&B, and rank them.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="benchmark architectures under one budget")
+    run.add_argument(
+        "--architectures", "-a", nargs="+", default=["*"], metavar="NAME",
+        help="names or wildcards, space- or comma-separated (default: every architecture)",
+    )
+    run.add_argument("--dataset", default="fashion_mnist", help="dataset (default: fashion_mnist)")
+    run.add_argument("--data-dir", type=Path, help="directory holding the dataset's files")
+    run.add_argument("--output", "-o", type=Path, default=Path("runs"), help="parent of run directories (default: runs)")
+    run.add_argument("--name", help="run directory name and W&B group (default: DATASET-BUDGET)")
+    run.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    run.add_argument("--wandb-mode", default="auto", help="auto (online when logged in, else offline), online, offline or disabled")
+    run.add_argument("--wandb-project", default="archbench", help="W&B project (default: archbench)")
+    run.add_argument("--wandb-entity", help="W&B entity (user or team)")
+    _add_budget_options(run)
+
+    models = commands.add_parser("models", help="list registered architectures")
+    models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
+
+    report = commands.add_parser("report", help="write the leaderboard of a run directory")
+    report.add_argument("run_dir", type=Path, help="a run directory")
+    report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/leaderboard.md)")
+    report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
+    return parser
+
+
+def _split_names(items: Sequence[str]) -> list[str]:
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.budget import make_budget
+    from benchmarks.data import get_spec
+    from benchmarks.tracking import resolve_mode
+    from models.registry import resolve
+
+    overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
+    budget = make_budget(args.budget, **overrides)
+    spec = get_spec(args.dataset)
+    resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
+    names = resolve(_split_names(args.architectures))
+
+    from benchmarks.runner import RunOptions, run_benchmark
+
+    options = RunOptions(
+        architectures=names,
+        budget=budget,
+        dataset=spec,
+        output=args.output,
+        name=args.name or f"{spec.name}-{budget.name}",
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        wandb_mode=args.wandb_mode,
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+    )
+    return run_benchmark(options)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import keras_tuner as kt
+    from tabulate import tabulate
+
+    from benchmarks.data import FASHION_MNIST
+    from models.registry import broken_modules, get_architecture, list_architectures
+
+    rows = []
+    for name in list_architectures(args.pattern):
+        arch = get_architecture(name)
+        model = arch.build(kt.HyperParameters(), FASHION_MNIST.image_shape, FASHION_MNIST.num_classes)
+        rows.append([name, arch.family, f"{model.count_params():,}", arch.description])
+    print(tabulate(rows, headers=["architecture", "family", "parameters*", "description"]))
+    print("* at default hyperparameters, for Fashion-MNIST (28x28x1, 10 classes)")
+    for module, error in broken_modules().items():
+        print(f"archbench: warning: {module} failed to import: {error}", file=sys.stderr)
+    if not rows:
+        raise UserError(f"no architecture matches {' '.join(args.pattern)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.leaderboard import write_leaderboard
+
+    path = write_leaderboard(args.run_dir, args.output, args.allow_mixed_budgets)
+    print(path)
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from benchmarks.budget import BudgetError
+    from benchmarks.data import DataError
+    from benchmarks.rundir import RunDirError
+    from benchmarks.tracking import TrackingError
+    from models.registry import RegistryError
+    from reports.leaderboard import ReportError
+
+    return (UserError, BudgetError, DataError, RunDirError, TrackingError, RegistryError, ReportError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``archbench`` console script; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up noise out
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": cmd_run, "models": cmd_models, "report": cmd_report}
+    try:
+        return handlers[args.command](args)
+    except _user_errors() as exc:
+        if args.debug:
+            raise
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The run directory: the contract between ``benchmarks/`` (writer) and ``reports/`` (reader).
+
+File and column names are defined here once. This module must not import TensorFlow:
+``reports/`` imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+MANIFEST = "manifest.json"
+TRIALS = "trials.csv"
+RESULTS = "results.csv"
+LEADERBOARD = "leaderboard.md"
+PREDICTIONS_DIR = "predictions"
+TUNER_DIR = "tuner"
+WANDB_DIR = "wandb_files"  # wandb.init(dir=...) adds its own "wandb/" below
+
+TRIAL_COLUMNS = [
+    "architecture",
+    "trial_id",
+    "status",
+    "score",  # best-epoch validation accuracy of the trial
+    "epochs_run",
+    "train_seconds",
+    "hyperparameters",  # JSON object
+    "error",
+    "wandb_run_id",
+    "budget_hash",
+]
+
+RESULT_COLUMNS = [
+    "architecture",
+    "status",  # "ok" or "failed"
+    "error",
+    "best_trial_id",
+    "best_hyperparameters",  # JSON object
+    "val_accuracy",  # best trial's score
+    "test_accuracy",  # mean over final seeds
+    "test_accuracy_std",
+    "test_loss",
+    "final_seeds",
+    "trainable_params",
+    "total_params",
+    "weight_bytes",
+    "train_images_per_second",
+    "epoch_seconds",
+    "inference_latency_ms",
+    "inference_images_per_second",
+    "trials_completed",
+    "trials_failed",
+    "wandb_run_id",
+    "budget_hash",
+]
+
+PREDICTION_COLUMNS = ["seed", "sample", "label", "predicted", "confidence"]
+
+
+class RunDirError(ValueError):
+    """A run directory is missing, not a run directory, or inconsistent."""
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of ``name``: it cannot leave the directory it is joined to."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "unnamed"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that a crash leaves either the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings; no file means no rows."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def upsert_row(path: Path, columns: list[str], row: dict[str, Any], key: list[str]) -> None:
+    """Add ``row`` to a CSV file, replacing any row with the same ``key`` values.
+
+    The whole file is rewritten atomically, so a kill at any instant leaves it parseable
+    and a rerun of the same trial never leaves two rows.
+    """
+    wanted = tuple(_cell(row.get(k)) for k in key)
+    rows = [r for r in read_rows(path) if tuple(r.get(k, "") for k in key) != wanted]
+    rows.append(row)
+    write_rows(path, columns, rows)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def require_run_dir(path: Path) -> Path:
+    """``path`` if it holds a manifest; raises RunDirError otherwise."""
+    if not path.is_dir():
+        raise RunDirError(f"run directory {path} does not exist")
+    if not is_run_dir(path):
+        raise RunDirError(f"{path} is not an archbench run directory (no {MANIFEST})")
+    return path

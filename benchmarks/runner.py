@@ -1,0 +1,448 @@
+"""The benchmark: tune every architecture under one budget, evaluate, measure, write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from benchmarks import rundir
+from benchmarks.budget import Budget
+from benchmarks.data import Dataset, DatasetSpec, Splits, load_dataset, make_splits
+from benchmarks.measure import measure
+from benchmarks.tracking import Tracker
+from benchmarks.tuning import (
+    SearchContext,
+    SuiteHyperModel,
+    TrialRecord,
+    make_tuner,
+)
+from models.registry import get_architecture
+
+EXIT_OK = 0
+EXIT_ARCHITECTURE_FAILED = 1  # everything was written, but some architecture has no result
+PREDICT_BATCH = 512
+
+
+@dataclass
+class RunOptions:
+    """Everything ``archbench run`` was asked to do."""
+
+    architectures: list[str]
+    budget: Budget
+    dataset: DatasetSpec
+    output: Path
+    name: str
+    data_dir: Path | None = None
+    overwrite: bool = False
+    wandb_mode: str = "auto"
+    wandb_project: str = "archbench"
+    wandb_entity: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output / rundir.safe_name(self.name)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
+    """Create the run directory, or check that an existing one can be resumed.
+
+    Returns:
+        The existing manifest when resuming, else None.
+
+    Raises:
+        RunDirError: the directory belongs to another run, or cannot be written.
+    """
+    path = options.run_dir
+    if path.exists() and not rundir.is_run_dir(path) and any(path.iterdir()):
+        raise rundir.RunDirError(
+            f"{path} exists and is not an archbench run directory; choose another --name"
+        )
+    if options.overwrite and rundir.is_run_dir(path):
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise rundir.RunDirError(f"cannot write to run directory {path}: {exc.strerror}") from exc
+    if not rundir.is_run_dir(path):
+        return None
+    manifest = rundir.read_json(path / rundir.MANIFEST)
+    differences = []
+    if manifest["budget"]["hash"] != options.budget.hash:
+        old = manifest["budget"]["fields"]
+        new = options.budget.to_dict()
+        changed = [k for k in new if k != "name" and old.get(k) != new[k]]
+        differences.append(
+            "budget " + ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        )
+    if manifest["dataset"]["name"] != options.dataset.name:
+        differences.append(f"dataset {manifest['dataset']['name']} -> {options.dataset.name}")
+    if differences:
+        raise rundir.RunDirError(
+            f"{path} holds a run with a different {'; '.join(differences)}; resume it with "
+            "its own settings, or start a new run with --name NAME (or --overwrite)"
+        )
+    return manifest
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, so that numbers can be compared across machines."""
+    import tensorflow as tf
+    import wandb
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_tuner": kt.__version__,
+        "wandb": wandb.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """The commit the code runs from and whether the checkout has uncommitted changes."""
+    where = cwd or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[str, Any]:
+    return {
+        "name": options.name,
+        "budget": {"fields": options.budget.to_dict(), "hash": options.budget.hash},
+        "dataset": {
+            "name": dataset.spec.name,
+            "source": dataset.source,
+            "checksums": dataset.checksums,
+            "split_sizes": splits.sizes(),
+            "class_names": list(dataset.spec.class_names),
+        },
+        "architectures": options.architectures,
+        "seeds": {"budget": options.budget.seed, "final": options.budget.final_seed_values()},
+        "environment": environment(),
+        "git": git_state(),
+        "wandb": {
+            "project": options.wandb_project,
+            "entity": options.wandb_entity,
+            "group": options.name,
+        },
+        "command": sys.argv,
+        "started_at": now(),
+        "finished_at": None,
+        "wall_seconds": None,
+    }
+
+
+class ArchitectureBenchmark:
+    """Tune, retrain, evaluate and measure one architecture."""
+
+    def __init__(self, name: str, options: RunOptions, splits: Splits, tracker: Tracker):
+        self.name = name
+        self.options = options
+        self.budget = options.budget
+        self.splits = splits
+        self.tracker = tracker
+        self.run_dir = options.run_dir
+        self.architecture = get_architecture(name)
+        spec = options.dataset
+        self.hypermodel = SuiteHyperModel(
+            self.architecture, spec.image_shape, spec.num_classes, self.budget
+        )
+        self.base_config = {
+            "architecture": name,
+            "family": self.architecture.family,
+            "budget": self.budget.to_dict(),
+            "budget_hash": self.budget.hash,
+            "dataset": spec.name,
+            "benchmark": options.name,
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage and return the architecture's ``results.csv`` row."""
+        try:
+            tuner = self._search()
+        except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
+            return self._failed(f"search failed: {_one_line(exc)}")
+        trials = rundir.read_rows(self.run_dir / rundir.TRIALS)
+        mine = [t for t in trials if t["architecture"] == self.name]
+        completed = sum(t["status"] == "COMPLETED" for t in mine)
+        counts = {"trials_completed": completed, "trials_failed": len(mine) - completed}
+        best = tuner.oracle.get_best_trials(1)
+        if not best or best[0].score is None:
+            errors = sorted({t["error"] for t in mine if t["error"]})
+            reason = "; ".join(errors) or "no trial completed"
+            return {**self._failed(f"no successful trial: {reason}"), **counts}
+        best_trial = best[0]
+        try:
+            final = self._final(best_trial.hyperparameters)
+        except Exception as exc:  # noqa: BLE001 - recorded as the architecture's failure
+            return {**self._failed(f"final training failed: {_one_line(exc)}"), **counts}
+        return {
+            "architecture": self.name,
+            "status": "ok",
+            "error": "",
+            "best_trial_id": best_trial.trial_id,
+            "best_hyperparameters": _public_hp(best_trial.hyperparameters.values),
+            "val_accuracy": best_trial.score,
+            **final,
+            **counts,
+            "budget_hash": self.budget.hash,
+        }
+
+    def _failed(self, error: str) -> dict[str, Any]:
+        return {
+            "architecture": self.name,
+            "status": "failed",
+            "error": error,
+            "budget_hash": self.budget.hash,
+        }
+
+    def _search(self) -> kt.Tuner:
+        context = SearchContext(
+            architecture=self.architecture,
+            budget=self.budget,
+            tracker=self.tracker,
+            base_config=self.base_config,
+            on_trial_end=self._record_trial,
+        )
+        tuner = make_tuner(
+            self.hypermodel,
+            context,
+            directory=str(self.run_dir / rundir.TUNER_DIR),
+            project_name=rundir.safe_name(self.name),
+        )
+        s = self.splits
+        tuner.search(s.x_tune, s.y_tune, validation_data=(s.x_val, s.y_val), verbose=0)
+        return tuner
+
+    def _record_trial(self, trial, record: TrialRecord) -> None:
+        error = _last_line(trial.message) if trial.status != "COMPLETED" else ""
+        row = {
+            "architecture": self.name,
+            "trial_id": trial.trial_id,
+            "status": trial.status,
+            "score": trial.score if trial.status == "COMPLETED" else None,
+            "epochs_run": record.epochs_run,
+            "train_seconds": round(record.train_seconds, 3),
+            "hyperparameters": dict(trial.hyperparameters.values),
+            "error": error,
+            "wandb_run_id": record.wandb_run_id,
+            "budget_hash": self.budget.hash,
+        }
+        rundir.upsert_row(
+            self.run_dir / rundir.TRIALS, rundir.TRIAL_COLUMNS, row, ["architecture", "trial_id"]
+        )
+        score = f"val_accuracy {trial.score:.4f}" if row["score"] is not None else error
+        print(
+            f"  [{self.name}] trial {trial.trial_id} {trial.status.lower()}: {score} "
+            f"({record.train_seconds:.1f} s)",
+            flush=True,
+        )
+
+    def _final(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """Retrain the best configuration per final seed; evaluate once on the test set."""
+        s = self.splits
+        accuracies, losses, prediction_rows, run_ids = [], [], [], []
+        measurements = None
+        for seed in self.budget.final_seed_values():
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(seed)
+            model = self.hypermodel.build(hp)
+            config = {**self.base_config, "seed": seed, "hyperparameters": dict(hp.values)}
+            run = self.tracker.start(
+                f"{self.name}-final-s{seed}", "final", config, [self.name, self.budget.name]
+            )
+            try:
+                self.hypermodel.fit(
+                    hp, model, s.x_final, s.y_final, validation_data=(s.x_val, s.y_val),
+                    epochs=self.budget.final_epochs,
+                    extra_callbacks=self.tracker.metrics_callbacks(run),
+                )
+                probabilities = model.predict(s.x_test, batch_size=PREDICT_BATCH, verbose=0)
+                accuracy, loss, rows = _evaluate(probabilities, s.y_test, seed)
+                if measurements is None:
+                    # Timing trains the model further: measure after its predictions are kept.
+                    measurements = measure(
+                        model, s.x_final, s.y_final, self.budget.batch_size, len(s.y_final)
+                    )
+            except BaseException:
+                self.tracker.finish(run, exit_code=1)
+                raise
+            accuracies.append(accuracy)
+            losses.append(loss)
+            prediction_rows.extend(rows)
+            if run is not None:
+                run.summary.update(
+                    {"test_accuracy": accuracy, "test_loss": loss, **measurements.to_dict()}
+                )
+                run_ids.append(run.id)
+            self.tracker.finish(run)
+        rundir.write_rows(
+            self.run_dir / rundir.PREDICTIONS_DIR / f"{rundir.safe_name(self.name)}.csv",
+            rundir.PREDICTION_COLUMNS,
+            prediction_rows,
+        )
+        return {
+            "test_accuracy": statistics.fmean(accuracies),
+            "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "test_loss": statistics.fmean(losses),
+            "final_seeds": len(accuracies),
+            **measurements.to_dict(),
+            "wandb_run_id": " ".join(run_ids),
+        }
+
+
+def _evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
+    """Test accuracy, test loss and per-sample prediction rows from class probabilities."""
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    accuracy = float(np.mean(predicted == labels))
+    true_prob = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    loss = float(-np.mean(np.log(true_prob)))
+    rows = [
+        {"seed": seed, "sample": i, "label": int(t), "predicted": int(p), "confidence": f"{c:.5f}"}
+        for i, (t, p, c) in enumerate(zip(labels, predicted, confidence))
+    ]
+    return accuracy, loss, rows
+
+
+def _public_hp(values: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters without Keras Tuner's own bookkeeping entries (``tuner/...``)."""
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _last_line(message: str | None) -> str:
+    lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def finished_architectures(run_dir: Path) -> set[str]:
+    """Architectures whose result is already written: a resumed run skips them."""
+    rows = rundir.read_rows(run_dir / rundir.RESULTS)
+    return {r["architecture"] for r in rows if r["status"] == "ok"}
+
+
+def run_benchmark(options: RunOptions) -> int:
+    """Run the whole benchmark; returns EXIT_OK or EXIT_ARCHITECTURE_FAILED.
+
+    Raises:
+        DataError, RunDirError, RegistryError: bad input, before any training.
+    """
+    started = time.perf_counter()
+    manifest = prepare_run_dir(options)
+    dataset = load_dataset(options.dataset, options.data_dir)
+    b = options.budget
+    splits = make_splits(dataset, b.val_size, b.train_size, b.final_train_size, b.seed)
+    run_dir = options.run_dir
+    if manifest is None:
+        manifest = new_manifest(options, dataset, splits)
+    elif manifest["dataset"]["checksums"] != dataset.checksums:
+        raise rundir.RunDirError(
+            f"{run_dir} was made from other dataset files than {dataset.source}; "
+            "start a new run with --name NAME (or --overwrite)"
+        )
+    else:
+        known = manifest["architectures"]
+        manifest["architectures"] = known + [a for a in options.architectures if a not in known]
+        manifest["finished_at"] = None
+    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+
+    tracker = Tracker(
+        options.wandb_mode, options.wandb_project, options.name,
+        run_dir / rundir.WANDB_DIR, options.wandb_entity,
+    )
+    manifest["wandb"]["mode"] = tracker.mode
+    print(
+        f"archbench: {len(options.architectures)} architecture(s), budget {b.name} "
+        f"({b.hash}), {dataset.spec.name} from {dataset.source}, W&B {tracker.mode}, "
+        f"writing {run_dir}",
+        flush=True,
+    )
+    done = finished_architectures(run_dir)
+    for index, name in enumerate(options.architectures, start=1):
+        prefix = f"[{index}/{len(options.architectures)}] {name}"
+        if name in done:
+            print(f"{prefix}: already finished, skipped", flush=True)
+            continue
+        print(f"{prefix}: tuning {b.trials} trial(s) with {b.tuner}", flush=True)
+        arch_start = time.perf_counter()
+        row = ArchitectureBenchmark(name, options, splits, tracker).run()
+        rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
+        print(f"{prefix}: {_summary(row)} ({time.perf_counter() - arch_start:.0f} s)", flush=True)
+
+    manifest["finished_at"] = now()
+    manifest["wall_seconds"] = round((manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
+    manifest["wandb"]["mode"] = tracker.mode
+    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+
+    from reports.leaderboard import write_leaderboard
+
+    leaderboard = write_leaderboard(run_dir)
+    print(f"archbench: leaderboard written to {leaderboard}")
+    sync = tracker.sync_command()
+    if sync:
+        print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
+    results = rundir.read_rows(run_dir / rundir.RESULTS)
+    failed = [r["architecture"] for r in results if r["architecture"] in options.architectures
+              and r["status"] != "ok"]
+    if failed:
+        print(f"archbench: no result for {', '.join(failed)} (see {leaderboard})", file=sys.stderr)
+        return EXIT_ARCHITECTURE_FAILED
+    return EXIT_OK
+
+
+def _summary(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return f"FAILED: {row['error']}"
+    return (
+        f"test accuracy {row['test_accuracy']:.4f}, val {row['val_accuracy']:.4f}, "
+        f"{row['total_params']:,} params, {row['inference_latency_ms']:.2f} ms/image"
+    )
+

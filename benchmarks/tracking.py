@@ -1,0 +1,131 @@
+"""Weights & Biases: one run per trial and per final training, mirroring the results files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_HOST = "https://api.wandb.ai"
+
+log = logging.getLogger(__name__)
+
+
+class TrackingError(ValueError):
+    """An invalid W&B option."""
+
+
+def resolve_mode(mode: str) -> str:
+    """Turn ``auto`` into ``online`` (credentials found) or ``offline``.
+
+    ``auto`` honours ``WANDB_MODE`` when it is set. Credentials are looked for in
+    ``WANDB_API_KEY`` and in the netrc file that ``wandb login`` writes; they are never
+    read further, printed or stored.
+    """
+    if mode not in MODES:
+        raise TrackingError(f"unknown --wandb-mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "auto":
+        return mode
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    if env_mode == "dryrun":
+        return "offline"
+    return "online" if _has_credentials() else "offline"
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        from wandb.sdk.lib.wbauth import wbnetrc
+
+        host = os.environ.get("WANDB_BASE_URL", DEFAULT_HOST)
+        return bool(wbnetrc.read_netrc_auth(host=host))
+    except Exception:  # noqa: BLE001 - an unreadable netrc means "not logged in"
+        return False
+
+
+class Tracker:
+    """Starts and finishes the W&B runs of one benchmark, one at a time.
+
+    Args:
+        mode: ``auto``, ``online``, ``offline`` or ``disabled``.
+        project: W&B project.
+        group: the benchmark run's name; every run of the benchmark is in this group.
+        directory: where W&B writes its local files (inside the run directory).
+        entity: W&B entity (user or team); None for the default.
+    """
+
+    def __init__(
+        self, mode: str, project: str, group: str, directory: Path, entity: str | None = None
+    ) -> None:
+        self.mode = resolve_mode(mode)
+        self.project = project
+        self.group = group
+        self.directory = directory
+        self.entity = entity
+        self.fell_back = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    def start(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]):
+        """Start a run and return it, or None when W&B is disabled.
+
+        An online run that cannot start switches the rest of the benchmark to offline
+        with one warning: a trial is never lost because of W&B.
+        """
+        if not self.enabled:
+            return None
+        import wandb
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        kwargs = dict(
+            project=self.project,
+            entity=self.entity,
+            group=self.group,
+            job_type=job_type,
+            name=name,
+            tags=tags,
+            config=config,
+            dir=str(self.directory),
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+        try:
+            return wandb.init(mode=self.mode, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any W&B failure falls back to offline
+            if self.mode != "online":
+                raise
+            print(
+                f"archbench: warning: W&B online run could not start ({exc}); "
+                "logging offline for the rest of this benchmark",
+                file=sys.stderr,
+            )
+            self.mode, self.fell_back = "offline", True
+            return wandb.init(mode="offline", **kwargs)
+
+    @staticmethod
+    def finish(run, exit_code: int = 0) -> None:
+        """Finish ``run`` (a no-op for None) so that the next ``start`` opens a new one."""
+        if run is not None:
+            run.finish(exit_code=exit_code)
+
+    def metrics_callbacks(self, run) -> list[Any]:
+        """Keras callbacks that log per-epoch metrics to ``run`` (created after init)."""
+        if run is None:
+            return []
+        from wandb.integration.keras import WandbMetricsLogger
+
+        return [WandbMetricsLogger(log_freq="epoch")]
+
+    def sync_command(self) -> str | None:
+        """The one command that uploads this benchmark's offline runs, if any were made."""
+        if self.mode != "offline":
+            return None
+        return f"wandb sync {self.directory / 'wandb'}/offline-run-*"

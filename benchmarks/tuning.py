@@ -1,0 +1,243 @@
+"""The shared training recipe and the Keras Tuner search every architecture goes through."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import keras
+import keras_tuner as kt
+
+from benchmarks.budget import Budget
+from benchmarks.tracking import Tracker
+from models.registry import Architecture
+
+OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
+LOSS = "sparse_categorical_crossentropy"
+LEARNING_RATE = "learning_rate"  # the one hyperparameter the suite adds to every space
+
+
+class ArchitectureError(ValueError):
+    """An architecture's builder returned something the suite cannot train fairly."""
+
+
+def trial_seed(seed: int, trial_id: str) -> int:
+    """The seed of one trial, derived from the budget's seed and the trial id."""
+    digest = hashlib.sha256(f"{seed}:{trial_id}".encode()).hexdigest()
+    return int(digest[:8], 16) % (2**31 - 1)
+
+
+class SuiteHyperModel(kt.HyperModel):
+    """Wraps an architecture's ``build`` with the suite's recipe, identical for all.
+
+    The architecture supplies the network; the suite adds the shared learning-rate search,
+    optional augmentation, the optimizer, the loss, the metric and the callbacks.
+    """
+
+    def __init__(self, architecture: Architecture, input_shape, num_classes: int, budget: Budget):
+        super().__init__(name=architecture.name)
+        self.architecture = architecture
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.budget = budget
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        model = self.architecture.build(hp, self.input_shape, self.num_classes)
+        check_model(model, self.architecture.name, self.num_classes)
+        default_lr = math.sqrt(self.budget.lr_min * self.budget.lr_max)
+        learning_rate = hp.Float(
+            LEARNING_RATE, self.budget.lr_min, self.budget.lr_max, sampling="log",
+            default=default_lr,
+        )
+        if self.budget.augment:
+            model = _with_augmentation(model, self.input_shape)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=LOSS,
+            metrics=["accuracy"],
+        )
+        return model
+
+    def fit(self, hp, model, *args, callbacks=None, extra_callbacks=(), **kwargs):
+        """``model.fit`` with the budget's batch size and the shared callbacks.
+
+        ``extra_callbacks`` are used as given, not deep-copied by the tuner (W&B's logger
+        holds its run and cannot be copied).
+        """
+        shared = [keras.callbacks.TerminateOnNaN()]
+        if self.budget.patience:
+            shared.append(
+                keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=self.budget.patience)
+            )
+        kwargs.setdefault("epochs", self.budget.epochs)
+        kwargs.setdefault("verbose", 0)
+        return model.fit(
+            *args,
+            batch_size=self.budget.batch_size,
+            callbacks=[*(callbacks or []), *shared, *extra_callbacks],
+            **kwargs,
+        )
+
+
+def check_model(model: Any, name: str, num_classes: int) -> None:
+    """Refuse what the suite cannot compare fairly.
+
+    Raises:
+        ArchitectureError: not a keras.Model, already compiled, or a wrong output shape.
+    """
+    if not isinstance(model, keras.Model):
+        raise ArchitectureError(
+            f"architecture {name!r} returned {type(model).__name__}, not a keras.Model"
+        )
+    if model.compiled:
+        raise ArchitectureError(
+            f"architecture {name!r} returned a compiled model; return it uncompiled, "
+            "the suite compiles every architecture with the same recipe"
+        )
+    shape = tuple(model.output_shape)
+    if shape != (None, num_classes):
+        raise ArchitectureError(
+            f"architecture {name!r} outputs shape {shape}, expected {(None, num_classes)}"
+        )
+
+
+def _with_augmentation(model: keras.Model, input_shape) -> keras.Model:
+    """The same light augmentation for every architecture (inactive at inference)."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant")(inputs)
+    x = keras.layers.RandomFlip("horizontal")(x)
+    return keras.Model(inputs, model(x), name=model.name)
+
+
+def best_epoch_score(history: keras.callbacks.History) -> float:
+    """The trial score: the best epoch's validation accuracy."""
+    return max(history.history[OBJECTIVE])
+
+
+def check_finite(history: keras.callbacks.History) -> None:
+    """Raise FailedTrialError when the loss went NaN or infinite.
+
+    ``TerminateOnNaN`` only stops training; without this the trial would end COMPLETED
+    with a meaningless score.
+    """
+    for epoch, loss in enumerate(history.history.get("loss", []), start=1):
+        if not math.isfinite(loss):
+            raise kt.errors.FailedTrialError(f"loss became {loss} in epoch {epoch}")
+    if not history.history.get(OBJECTIVE):
+        raise kt.errors.FailedTrialError("training stopped before the first validation")
+
+
+@dataclass
+class TrialRecord:
+    """What the suite learns about one trial while it runs."""
+
+    wandb_run_id: str = ""
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclass
+class SearchContext:
+    """What every trial of one architecture's search shares."""
+
+    architecture: Architecture
+    budget: Budget
+    tracker: Tracker
+    base_config: dict[str, Any]
+    on_trial_end: Callable[[kt.engine.trial.Trial, TrialRecord], None]
+    records: dict[str, TrialRecord] = field(default_factory=dict)
+
+
+class _SuiteTunerMixin:
+    """Adds per-trial seeding, W&B runs, NaN failure and trial records to a Keras Tuner."""
+
+    def __init__(self, *args, context: SearchContext, **kwargs):
+        self.context = context
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        ctx = self.context
+        keras.utils.set_random_seed(trial_seed(ctx.budget.seed, trial.trial_id))
+        name = ctx.architecture.name
+        config = {
+            **ctx.base_config,
+            "trial_id": trial.trial_id,
+            "trial_seed": trial_seed(ctx.budget.seed, trial.trial_id),
+            "hyperparameters": dict(trial.hyperparameters.values),
+        }
+        run = ctx.tracker.start(
+            f"{name}-t{trial.trial_id}", "trial", config, [name, ctx.budget.name]
+        )
+        record = ctx.records[trial.trial_id] = TrialRecord(wandb_run_id=run.id if run else "")
+        start = time.perf_counter()
+        try:
+            histories = super().run_trial(
+                trial, *args, extra_callbacks=ctx.tracker.metrics_callbacks(run), **kwargs
+            )
+            history = histories[0]
+            record.epochs_run = len(history.history.get("loss", []))
+            record.train_seconds = time.perf_counter() - start
+            check_finite(history)
+        except BaseException as exc:
+            record.train_seconds = time.perf_counter() - start
+            if run is not None:
+                run.summary.update({"status": "FAILED", "error": f"{type(exc).__name__}: {exc}"})
+            ctx.tracker.finish(run, exit_code=1)
+            raise
+        if run is not None:
+            run.summary.update(
+                {
+                    "status": "COMPLETED",
+                    "score": best_epoch_score(history),
+                    "epochs_run": record.epochs_run,
+                    "train_seconds": record.train_seconds,
+                    "total_params": history.model.count_params(),
+                }
+            )
+        ctx.tracker.finish(run)
+        return histories
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        record = self.context.records.pop(trial.trial_id, TrialRecord())
+        self.context.on_trial_end(trial, record)
+
+
+class RandomSearchTuner(_SuiteTunerMixin, kt.RandomSearch):
+    pass
+
+
+class BayesianTuner(_SuiteTunerMixin, kt.BayesianOptimization):
+    pass
+
+
+class HyperbandTuner(_SuiteTunerMixin, kt.Hyperband):
+    pass
+
+
+def make_tuner(
+    hypermodel: SuiteHyperModel, context: SearchContext, directory: str, project_name: str
+) -> kt.Tuner:
+    """The budget's tuner for one architecture, resuming from ``directory`` if it exists.
+
+    Raises:
+        Exception: whatever the architecture's ``build`` raises at its default
+            hyperparameters (Keras Tuner builds it once here).
+    """
+    budget = context.budget
+    common = dict(
+        hypermodel=hypermodel,
+        objective=kt.Objective(OBJECTIVE, direction="max"),
+        seed=budget.seed,
+        directory=directory,
+        project_name=project_name,
+        overwrite=False,
+        context=context,
+    )
+    if budget.tuner == "hyperband":
+        return HyperbandTuner(max_epochs=budget.epochs, factor=3, hyperband_iterations=1, **common)
+    tuner_class = BayesianTuner if budget.tuner == "bayesian" else RandomSearchTuner
+    return tuner_class(max_trials=budget.trials, **common)

@@ -1,0 +1,37 @@
+"""Sessions: tests (default), benchmark, report, lint. `nox -l` lists them."""
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (unit tests and a smoke benchmark on the real data)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(default=False)
+def benchmark(session: nox.Session) -> None:
+    """Benchmark every architecture (`quick` budget); `-- ARGS` go to `archbench run`."""
+    session.install("-e", ".")
+    session.run("archbench", "run", *session.posargs)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Write the leaderboard of a run directory: `nox -s report -- RUN_DIR [-o FILE]`."""
+    if not session.posargs:
+        session.error("usage: nox -s report -- RUN_DIR [-o FILE]")
+    session.install("-e", ".")
+    session.run("archbench", "report", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """Check style and common mistakes with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".", *session.posargs)

@@ -1,0 +1,1 @@
+"""Leaderboards built from run directories; reads files, never imports TensorFlow."""
