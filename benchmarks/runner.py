@@ -376,10 +376,11 @@ def run_benchmark(options: RunOptions) -> int:
         DataError, RunDirError, RegistryError: bad input, before any training.
     """
     started = time.perf_counter()
-    manifest = prepare_run_dir(options)
+    # Data first: bad data is refused before anything is written.
     dataset = load_dataset(options.dataset, options.data_dir)
     b = options.budget
     splits = make_splits(dataset, b.val_size, b.train_size, b.final_train_size, b.seed)
+    manifest = prepare_run_dir(options)
     run_dir = options.run_dir
     if manifest is None:
         manifest = new_manifest(options, dataset, splits)

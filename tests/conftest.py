@@ -1,0 +1,51 @@
+"""Shared fixtures: a clean registry per test, the real dataset, small synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def clean_registry():
+    """Every test sees the registry as discovery left it; throw-away entries vanish."""
+    from models import registry
+
+    registry.discover()
+    state = registry.snapshot()
+    yield
+    registry.restore(state)
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST files (Debian's dataset-fashion-mnist); fail if absent."""
+    if not FASHION_DIR.is_dir():
+        pytest.fail(
+            f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist "
+            "(apt-get install dataset-fashion-mnist; .ci/run does)"
+        )
+    return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def fashion(fashion_dir):
+    from benchmarks.data import FASHION_MNIST, load_dataset
+
+    return load_dataset(FASHION_MNIST, fashion_dir)
+
+
+def synthetic_images(n: int, seed: int = 0, num_classes: int = 10):
+    """Random float images (n, 28, 28, 1) and labels cycling through every class."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 28, 28, 1), dtype=np.float32)
+    y = np.arange(n) % num_classes
+    return x, y

@@ -1,0 +1,130 @@
+"""Data: the real Fashion-MNIST files, the stratified split, and refusal of bad files."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from benchmarks.data import (
+    FASHION_MNIST,
+    DataError,
+    Dataset,
+    find_data_dir,
+    load_dataset,
+    make_splits,
+    parse_idx,
+    stratified_take,
+)
+
+
+def test_real_files_load_with_expected_shapes_and_class_counts(fashion):
+    assert fashion.x_train.shape == (60000, 28, 28)
+    assert fashion.x_test.shape == (10000, 28, 28)
+    assert np.bincount(fashion.y_train).tolist() == [6000] * 10
+    assert np.bincount(fashion.y_test).tolist() == [1000] * 10
+    assert set(fashion.checksums) == set(FASHION_MNIST.files.values())
+    assert all(len(digest) == 64 for digest in fashion.checksums.values())
+
+
+def test_split_is_stratified_disjoint_and_repeatable(fashion):
+    a = make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=3)
+    b = make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=3)
+    c = make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=4)
+    assert np.bincount(a.y_val).tolist() == [100] * 10
+    assert np.bincount(a.y_tune).tolist() == [200] * 10
+    assert a.sizes() == {"tune": 2000, "validation": 1000, "final_train": 59000, "test": 10000}
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    assert not np.array_equal(a.x_val, c.x_val)
+    # No validation image is in the training split (compare raw bytes of every image).
+    val_keys = {img.tobytes() for img in a.x_val}
+    assert not any(img.tobytes() in val_keys for img in a.x_final[:5000])
+    assert a.x_val.dtype == np.float32 and a.x_val.shape[1:] == (28, 28, 1)
+    assert 0.0 <= a.x_val.min() and a.x_val.max() <= 1.0
+
+
+def test_test_set_is_left_whole(fashion):
+    splits = make_splits(fashion, val_size=500, train_size=500, final_train_size=500, seed=0)
+    np.testing.assert_array_equal(splits.y_test, fashion.y_test)
+
+
+def test_stratified_take_rounds_to_the_requested_size():
+    labels = np.array([0] * 7 + [1] * 3)
+    rng = np.random.default_rng(0)
+    idx = stratified_take(labels, 5, rng)
+    assert len(idx) == 5
+    assert np.bincount(labels[idx]).tolist() == [3, 2] or np.bincount(labels[idx]).tolist() == [4, 1]
+    assert len(set(idx.tolist())) == 5
+
+
+def test_oversized_subsets_are_refused(fashion):
+    with pytest.raises(DataError, match="train_size 59001 is larger than the 59000"):
+        make_splits(fashion, val_size=1000, train_size=59001, final_train_size=0, seed=0)
+    with pytest.raises(DataError, match="val_size 60000 leaves no training images"):
+        make_splits(fashion, val_size=60000, train_size=0, final_train_size=0, seed=0)
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_parse_idx_roundtrip_plain_and_gzipped():
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = idx_bytes(images, 0x803)
+    np.testing.assert_array_equal(parse_idx(raw, "x"), images)
+    np.testing.assert_array_equal(parse_idx(gzip.compress(raw), "x.gz"), images)
+
+
+def test_wrong_magic_number_is_refused():
+    raw = idx_bytes(np.zeros((2, 2, 2)), 0x0000_0B03)
+    with pytest.raises(DataError, match="wrong magic number 0x00000b03"):
+        parse_idx(raw, "bad-file")
+
+
+def test_truncated_file_is_refused():
+    raw = idx_bytes(np.zeros((4, 3, 3)), 0x803)
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        parse_idx(raw[:-5], "short-file")
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        parse_idx(gzip.compress(raw)[:-10], "short.gz")
+
+
+def write_fake_dataset(directory, train_labels=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    specs = {
+        "train-images-idx3-ubyte.gz": idx_bytes(np.zeros((60000, 28, 28)), 0x803),
+        "train-labels-idx1-ubyte.gz": idx_bytes(
+            np.arange(60000) % 10 if train_labels is None else train_labels, 0x801
+        ),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(np.zeros((10000, 28, 28)), 0x803),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(10000) % 10, 0x801),
+    }
+    for name, raw in specs.items():
+        (directory / name).write_bytes(gzip.compress(raw, compresslevel=1))
+
+
+def test_data_dir_is_used_first_and_checked(tmp_path):
+    write_fake_dataset(tmp_path / "fm")
+    dataset = load_dataset(FASHION_MNIST, tmp_path / "fm")
+    assert isinstance(dataset, Dataset) and dataset.source == str(tmp_path / "fm")
+
+
+def test_label_out_of_range_is_refused(tmp_path):
+    write_fake_dataset(tmp_path / "fm", train_labels=np.full(60000, 12))
+    with pytest.raises(DataError, match="train labels reach 12, beyond the 10 classes"):
+        load_dataset(FASHION_MNIST, tmp_path / "fm")
+
+
+def test_missing_data_dir_and_missing_files_are_refused(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        find_data_dir(FASHION_MNIST, tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte.gz"):
+        find_data_dir(FASHION_MNIST, tmp_path / "empty")
+
+
+def test_keras_cache_comes_before_the_system_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    write_fake_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert find_data_dir(FASHION_MNIST) == tmp_path / "keras" / "datasets" / "fashion-mnist"

@@ -1,0 +1,106 @@
+"""The search: shared recipe, seeding, and failed trials recorded instead of crashing."""
+
+import json
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from benchmarks import rundir
+from benchmarks.budget import make_budget
+from benchmarks.data import FASHION_MNIST, Splits
+from benchmarks.runner import ArchitectureBenchmark, RunOptions
+from benchmarks.tracking import Tracker
+from benchmarks.tuning import ArchitectureError, SuiteHyperModel, check_finite, check_model, trial_seed
+from models.registry import get_architecture, register
+from tests.conftest import synthetic_images
+
+BUDGET = make_budget("smoke", trials=2, batch_size=32, train_size=64, val_size=32,
+                     final_train_size=64, final_epochs=1)
+
+
+def tiny_splits(poison: bool = False) -> Splits:
+    x, y = synthetic_images(64)
+    if poison:
+        x = x * np.float32(np.inf)  # every loss is NaN
+    xv, yv = synthetic_images(32, seed=1)
+    xt, yt = synthetic_images(40, seed=2)
+    return Splits(x, y, xv, yv, x, y, xt, yt)
+
+
+def bench(name: str, tmp_path, splits: Splits) -> tuple[dict, list[dict]]:
+    options = RunOptions(architectures=[name], budget=BUDGET, dataset=FASHION_MNIST,
+                         output=tmp_path, name="t", wandb_mode="disabled")
+    options.run_dir.mkdir(parents=True)
+    tracker = Tracker("disabled", "p", "t", tmp_path / "w")
+    row = ArchitectureBenchmark(name, options, splits, tracker).run()
+    return row, rundir.read_rows(options.run_dir / rundir.TRIALS)
+
+
+def test_trial_seed_is_stable_and_depends_on_both_inputs():
+    assert trial_seed(0, "1") == trial_seed(0, "1")
+    assert len({trial_seed(0, "1"), trial_seed(1, "1"), trial_seed(0, "2")}) == 3
+
+
+def test_suite_adds_learning_rate_in_the_budget_range_and_compiles():
+    hm = SuiteHyperModel(get_architecture("mlp"), (28, 28, 1), 10, BUDGET)
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    assert model.compiled
+    assert BUDGET.lr_min <= hp.get("learning_rate") <= BUDGET.lr_max
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(hp.get("learning_rate"))
+
+
+def test_check_model_refuses_compiled_and_wrong_shape():
+    inputs = keras.Input((28, 28, 1))
+    wrong = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ArchitectureError, match=r"outputs shape \(None, 3\), expected \(None, 10\)"):
+        check_model(wrong, "wrong", 10)
+    right = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    right.compile("adam", "mse")
+    with pytest.raises(ArchitectureError, match="returned a compiled model"):
+        check_model(right, "right", 10)
+    with pytest.raises(ArchitectureError, match="returned str, not a keras.Model"):
+        check_model("model", "text", 10)
+
+
+def test_check_finite_fails_nan_loss():
+    history = keras.callbacks.History()
+    history.history = {"loss": [1.0, float("nan")], "val_accuracy": [0.1, 0.1]}
+    with pytest.raises(kt.errors.FailedTrialError, match="loss became nan in epoch 2"):
+        check_finite(history)
+
+
+def test_successful_search_writes_one_row_per_trial(tmp_path):
+    row, trials = bench("mlp", tmp_path, tiny_splits())
+    assert row["status"] == "ok"
+    assert [t["trial_id"] for t in trials] == ["0", "1"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    best = max(trials, key=lambda t: float(t["score"]))
+    assert row["val_accuracy"] == pytest.approx(float(best["score"]))
+    assert json.loads(best["hyperparameters"]) == row["best_hyperparameters"]
+    assert 0.0 <= row["test_accuracy"] <= 1.0
+    predictions = rundir.read_rows(tmp_path / "t" / rundir.PREDICTIONS_DIR / "mlp.csv")
+    assert len(predictions) == 40
+    accuracy = np.mean([p["label"] == p["predicted"] for p in predictions])
+    assert row["test_accuracy"] == pytest.approx(accuracy)
+
+
+def test_nan_trial_ends_failed_not_completed(tmp_path):
+    row, trials = bench("mlp", tmp_path, tiny_splits(poison=True))
+    assert {t["status"] for t in trials} == {"FAILED"}
+    assert all("loss became nan" in t["error"] for t in trials)
+    assert all(t["score"] == "" for t in trials)
+    assert row["status"] == "failed" and "loss became nan" in row["error"]
+
+
+def test_architecture_broken_at_defaults_is_recorded_not_raised(tmp_path):
+    @register
+    def broken_net(hp, input_shape, num_classes):
+        """Broken on purpose."""
+        raise RuntimeError("this architecture is broken")
+
+    row, trials = bench("broken_net", tmp_path, tiny_splits())
+    assert row["status"] == "failed"
+    assert "this architecture is broken" in row["error"]
