@@ -256,7 +256,7 @@ def stratified_take(labels: np.ndarray, size: int, rng: np.random.Generator) -> 
     leftover = size - quota.sum()
     quota[np.argsort(-(exact - quota), kind="stable")[:leftover]] += 1
     chosen = [
-        rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)
+        rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(chosen))
 

@@ -344,7 +344,7 @@ def _evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
     loss = float(-np.mean(np.log(true_prob)))
     rows = [
         {"seed": seed, "sample": i, "label": int(t), "predicted": int(p), "confidence": f"{c:.5f}"}
-        for i, (t, p, c) in enumerate(zip(labels, predicted, confidence))
+        for i, (t, p, c) in enumerate(zip(labels, predicted, confidence, strict=True))
     ]
     return accuracy, loss, rows
 

@@ -7,8 +7,9 @@ import fnmatch
 import importlib
 import pkgutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Builder = Callable[..., Any]  # build(hp, input_shape, num_classes) -> keras.Model
 

@@ -12,7 +12,13 @@ from benchmarks.budget import make_budget
 from benchmarks.data import FASHION_MNIST, Splits
 from benchmarks.runner import ArchitectureBenchmark, RunOptions
 from benchmarks.tracking import Tracker
-from benchmarks.tuning import ArchitectureError, SuiteHyperModel, check_finite, check_model, trial_seed
+from benchmarks.tuning import (
+    ArchitectureError,
+    SuiteHyperModel,
+    check_finite,
+    check_model,
+    trial_seed,
+)
 from models.registry import get_architecture, register
 from tests.conftest import synthetic_images
 
