@@ -95,10 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered architectures")
     models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
 
-    report = commands.add_parser("report", help="write the leaderboard of a run directory")
-    report.add_argument("run_dir", type=Path, help="a run directory")
+    report = commands.add_parser(
+        "report", help="write the leaderboard of a run directory, or of a W&B group"
+    )
+    report.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
     report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/leaderboard.md)")
     report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
+    report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
+    report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
     return parser
 
 
@@ -157,9 +161,28 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.leaderboard import write_leaderboard
+    from reports.leaderboard import write_leaderboard, write_report
 
-    path = write_leaderboard(args.run_dir, args.output, args.allow_mixed_budgets)
+    if args.wandb:
+        from benchmarks.rundir import safe_name
+        from reports.wandb_source import fetch_runs, runs_to_data
+
+        if not args.group or args.run_dir:
+            raise UserError("--wandb ENTITY/PROJECT needs --group NAME and no RUN_DIR")
+        output = args.output or Path(f"leaderboard-{safe_name(args.group)}") / "leaderboard.md"
+        try:
+            runs = fetch_runs(args.wandb, args.group)
+        except Exception as exc:  # noqa: BLE001 - no login, no network, no such project
+            raise UserError(f"cannot read the W&B runs of {args.wandb}: {exc}") from exc
+        try:
+            data = runs_to_data(runs, args.group, args.wandb)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        path = write_report(data, output, args.allow_mixed_budgets)
+    elif args.run_dir is None:
+        raise UserError("report needs RUN_DIR, or --wandb ENTITY/PROJECT --group NAME")
+    else:
+        path = write_leaderboard(args.run_dir, args.output, args.allow_mixed_budgets)
     print(path)
     return 0
 

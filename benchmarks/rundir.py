@@ -32,6 +32,7 @@ TRIAL_COLUMNS = [
     "epochs_run",
     "train_seconds",
     "hyperparameters",  # JSON object
+    "val_accuracy_history",  # JSON list, one value per epoch trained in this trial
     "error",
     "wandb_run_id",
     "budget_hash",

@@ -268,6 +268,7 @@ class ArchitectureBenchmark:
             "epochs_run": record.epochs_run,
             "train_seconds": round(record.train_seconds, 3),
             "hyperparameters": dict(trial.hyperparameters.values),
+            "val_accuracy_history": [round(v, 6) for v in record.val_accuracy_history],
             "error": error,
             "wandb_run_id": record.wandb_run_id,
             "budget_hash": self.budget.hash,

@@ -138,6 +138,7 @@ class TrialRecord:
     wandb_run_id: str = ""
     epochs_run: int = 0
     train_seconds: float = 0.0
+    val_accuracy_history: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +181,7 @@ class _SuiteTunerMixin:
             )
             history = histories[0]
             record.epochs_run = len(history.history.get("loss", []))
+            record.val_accuracy_history = list(history.history.get(OBJECTIVE, []))
             record.train_seconds = time.perf_counter() - start
             check_finite(history)
         except BaseException as exc:

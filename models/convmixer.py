@@ -3,13 +3,14 @@
 import keras
 from keras import layers
 
+from models._blocks import batch_norm
 from models.registry import register
 
 
 def _conv_gelu_bn(x, layer):
     x = layer(x)
     x = layers.Activation("gelu")(x)
-    return layers.BatchNormalization()(x)
+    return batch_norm()(x)
 
 
 @register(family="convmixer")

@@ -3,6 +3,7 @@
 import keras
 from keras import layers
 
+from models._blocks import batch_norm
 from models.registry import register
 
 # (output channels as a multiple of the base width, stride) of each separable block.
@@ -11,10 +12,10 @@ _BLOCKS = [(2, 1), (4, 2), (4, 1), (8, 2), (8, 1)]
 
 def _separable_block(x, filters, stride):
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     x = layers.ReLU(6.0)(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     return layers.ReLU(6.0)(x)
 
 
@@ -33,7 +34,7 @@ def mobilenet(hp, input_shape, num_classes):
 
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     x = layers.ReLU(6.0)(x)
     for multiple, stride in _BLOCKS[:num_blocks]:
         x = _separable_block(x, width * multiple, stride)

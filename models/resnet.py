@@ -3,19 +3,20 @@
 import keras
 from keras import layers
 
+from models._blocks import batch_norm
 from models.registry import register
 
 
 def _basic_block(x, filters, stride):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-    y = layers.BatchNormalization()(y)
+    y = batch_norm()(y)
     y = layers.ReLU()(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-    y = layers.BatchNormalization()(y)
+    y = batch_norm()(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = batch_norm()(shortcut)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
@@ -33,7 +34,7 @@ def resnet(hp, input_shape, num_classes):
 
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(width, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     x = layers.ReLU()(x)
     for stage in range(3):
         for block in range(blocks):

@@ -3,12 +3,13 @@
 import keras
 from keras import layers
 
+from models._blocks import batch_norm
 from models.registry import register
 
 
 def _conv_bn_relu(x, filters):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     return layers.ReLU()(x)
 
 

@@ -49,3 +49,10 @@ def synthetic_images(n: int, seed: int = 0, num_classes: int = 10):
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = np.arange(n) % num_classes
     return x, y
+
+
+def table_rows(markdown: str, heading: str = "## Architectures, ranked") -> list[list[str]]:
+    """The body rows of the first markdown table after ``heading``, as stripped cells."""
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[1:]]

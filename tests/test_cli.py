@@ -38,7 +38,7 @@ def test_oversized_subset_is_refused(capsys, tmp_path, fashion_dir):
         capsys, "run", "-o", str(tmp_path), "--data-dir", str(fashion_dir), "--train-size", "70000"
     )
     assert code == EXIT_BAD_INPUT
-    assert "train_size 70000 is larger than the 58000 training images" in err
+    assert "train_size 70000 is larger than the 59000 training images" in err
 
 
 def test_non_numeric_budget_value_is_refused(capsys):

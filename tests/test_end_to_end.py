@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 
 from benchmarks import rundir
 from benchmarks.budget import make_budget
+from reports.leaderboard import LEADERBOARD_CSV, MAIN_HEADERS
+from tests.conftest import table_rows
 
 ARCHS = ["simple_cnn", "mlp"]
 TRIALS = 2
@@ -99,10 +102,18 @@ def test_one_offline_wandb_run_per_trial_and_per_final_training(smoke_run):
 
 
 def test_leaderboard_ranks_both_architectures(smoke_run):
-    text = (smoke_run[0] / rundir.LEADERBOARD).read_text()
-    table = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
-    assert len(table) == len(ARCHS)
+    run_dir = smoke_run[0]
+    text = (run_dir / rundir.LEADERBOARD).read_text()
+    table = table_rows(text)
+    assert sorted(row[1].replace("\\_", "_") for row in table) == sorted(ARCHS)
+    assert all(len(row) == len(MAIN_HEADERS) for row in table)
+    header = text.split("## Architectures, ranked", 1)[1].split("\n| ", 1)[1].split("\n", 1)[0]
+    assert [c.strip() for c in header.strip(" |").split(" | ")] == MAIN_HEADERS
     assert "## Verdict" in text and "**Most accurate**" in text
+    assert len(table_rows(text, "## Budget parity")) == len(ARCHS)
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert len(links) == 4 and all((run_dir / link).is_file() for link in links)
+    assert (run_dir / LEADERBOARD_CSV).is_file()
 
 
 def test_same_command_again_resumes_without_retraining(smoke_run):

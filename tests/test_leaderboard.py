@@ -1,12 +1,19 @@
 """The leaderboard, from hand-made run directories with known answers (no TensorFlow)."""
 
+import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import rundir
-from reports.leaderboard import ReportError, md_escape, render, wilson_interval, write_leaderboard
+from reports.leaderboard import ReportError, load_run, md_escape, render, write_leaderboard
+from reports.stats import compare_paired, mcnemar_exact, pareto_optimal, wilson_interval
+from reports.wandb_source import runs_to_data
+from tests.conftest import table_rows
 
 HASH = "aaaaaaaaaaaa"
 
@@ -56,23 +63,21 @@ ROWS = [
 ]
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    lines = [ln for ln in markdown.splitlines() if ln.startswith("| ") and "---" not in ln]
-    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[1:]]
+
 
 
 def test_ranked_by_test_accuracy_with_winners_per_criterion(tmp_path):
-    text = render(make_run(tmp_path, ROWS))
+    text = render(load_run(make_run(tmp_path, ROWS)))
     ranks = [(r[0], r[1]) for r in table_rows(text)]
     assert ranks == [("1", "big\\_net"), ("2", "mid\\_net"), ("3", "small\\_net")]
     assert "**Most accurate**: big\\_net (test accuracy 0.9000)" in text
     assert "**Fastest at inference**: small\\_net (0.50 ms" in text
-    assert "**Fastest to train**: mid\\_net (5,000 training images/s)" in text
-    assert "**Smallest**: small\\_net (1,000 parameters)" in text
+    assert "**Fastest to train**: mid\\_net (5,000 training images/s; 0.0500 less test accuracy" in text
+    assert "**Smallest**: small\\_net (1,000 parameters; 0.1000 less test accuracy" in text
 
 
 def test_failed_architecture_is_listed_with_its_error(tmp_path):
-    text = render(make_run(tmp_path, ROWS))
+    text = render(load_run(make_run(tmp_path, ROWS)))
     assert "## Failed architectures" in text
     assert "- broken\\_net: build failed: boom" in text
     assert "broken" not in " ".join(r[1] for r in table_rows(text))
@@ -87,21 +92,22 @@ def test_wilson_interval_matches_hand_computation():
 
 
 def test_interval_is_shown_in_the_table(tmp_path):
-    text = render(make_run(tmp_path, ROWS[:1]))
+    text = render(load_run(make_run(tmp_path, ROWS[:1])))
     assert table_rows(text)[0][2] == "0.8000 [0.7741, 0.8236]"
 
 
 def test_mixed_budgets_are_refused_unless_allowed(tmp_path):
     rows = [result("a", 0.8, 10, 1.0, 1.0), result("b", 0.9, 10, 1.0, 1.0, budget_hash="bbbbbbbbbbbb")]
-    run = make_run(tmp_path, rows)
+    data = load_run(make_run(tmp_path, rows))
     with pytest.raises(ReportError, match="2 different budgets"):
-        render(run)
-    assert len(table_rows(render(run, allow_mixed_budgets=True))) == 2
+        render(data)
+    text = render(data, allow_mixed_budgets=True)
+    assert "| a " in text and "different budget bbbbbbbbbbbb" in text
 
 
 def test_awkward_names_do_not_break_tables(tmp_path):
     awkward = "a|b*c_d`e\nf"
-    text = render(make_run(tmp_path, [result(awkward, 0.8, 10, 1.0, 1.0), result("plain", 0.7, 10, 1.0, 1.0)]))
+    text = render(load_run(make_run(tmp_path, [result(awkward, 0.8, 10, 1.0, 1.0), result("plain", 0.7, 10, 1.0, 1.0)])))
     rows = table_rows(text)
     assert all(len(r) == len(rows[0]) for r in rows)
     assert rows[0][1] == "a\\|b\\*c\\_d\\`e f"
@@ -119,8 +125,135 @@ def test_report_writes_file_and_refuses_non_run_dirs(tmp_path):
 def test_reports_never_import_tensorflow(tmp_path):
     run = make_run(tmp_path, ROWS)
     code = (
-        "import sys; from pathlib import Path; from reports.leaderboard import render; "
-        f"render(Path({str(run)!r})); "
+        "import sys; from pathlib import Path; from reports.leaderboard import write_leaderboard; "
+        f"write_leaderboard(Path({str(run)!r})); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mcnemar_exact_matches_hand_computation():
+    # b=1, c=7: 2 * (C(8,0) + C(8,1)) / 2^8 = 18/256
+    assert mcnemar_exact(1, 7) == pytest.approx(18 / 256)
+    assert mcnemar_exact(7, 1) == pytest.approx(18 / 256)
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+
+
+def correctness(only_best: int, only_other: int, both: int, neither: int):
+    best = np.array([True] * only_best + [False] * only_other + [True] * both + [False] * neither)
+    other = np.array([False] * only_best + [True] * only_other + [True] * both + [False] * neither)
+    return best, other
+
+
+def test_paired_comparison_of_a_constructed_table():
+    comparison = compare_paired(*correctness(10, 2, 80, 8))
+    assert (comparison.only_best, comparison.only_other) == (10, 2)
+    assert comparison.difference == pytest.approx(0.08)
+    # 2 * (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 158/4096
+    assert comparison.p_value == pytest.approx(158 / 4096)
+    assert comparison.significant
+    assert comparison.low < 0.08 < comparison.high
+
+
+def test_pareto_set():
+    flags = pareto_optimal([0.9, 0.85, 0.8, 0.8, 0.8], [3, 1, 0.5, 1, 0.5], [1e5, 1e4, 1e3, 1e4, 1e3])
+    assert flags == [True, True, True, False, True]
+
+
+def write_predictions(run, arch, correct):
+    labels = np.zeros(len(correct), dtype=int)
+    rows = [{"seed": 0, "sample": i, "label": 0, "predicted": 0 if ok else 1, "confidence": 0.9}
+            for i, ok in enumerate(correct)]
+    rundir.write_rows(run / rundir.PREDICTIONS_DIR / f"{arch}.csv", rundir.PREDICTION_COLUMNS, rows)
+    return labels
+
+
+def test_significance_calls_a_noisy_win_a_tie(tmp_path):
+    run = make_run(tmp_path, ROWS)
+    best, mid = correctness(3, 1, 90, 6)  # p = 0.625: tied
+    _, small = correctness(20, 0, 74, 6)  # p < 0.001: a real win
+    write_predictions(run, "big_net", best)
+    write_predictions(run, "mid_net", mid)
+    write_predictions(run, "small_net", small)
+    text = render(load_run(run))
+    assert "**statistically tied** with mid\\_net (p = 0.625)" in text
+    rows = {r[0]: r for r in table_rows(text, "## Is the win real?")}
+    assert rows["mid\\_net"][-1] == "statistically tied"
+    assert rows["small\\_net"][-1] == "big\\_net wins"
+    assert rows["small\\_net"][1:3] == ["19", "0"]
+
+
+def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
+    run = make_run(tmp_path, ROWS)
+    trials = [
+        {"architecture": "big_net", "trial_id": "0", "status": "COMPLETED", "score": 0.89,
+         "epochs_run": 2, "train_seconds": 10, "val_accuracy_history": "[0.8, 0.89]", "budget_hash": HASH},
+        {"architecture": "big_net", "trial_id": "1", "status": "COMPLETED", "score": 0.7,
+         "epochs_run": 1, "train_seconds": 5, "val_accuracy_history": "[0.7]", "budget_hash": HASH},
+        {"architecture": "mid_net", "trial_id": "0", "status": "FAILED", "score": "",
+         "epochs_run": 1, "train_seconds": 1, "error": "loss became nan", "budget_hash": HASH},
+    ]
+    rundir.write_rows(run / rundir.TRIALS, rundir.TRIAL_COLUMNS, trials)
+    manifest = rundir.read_json(run / rundir.MANIFEST)
+    manifest["budget"]["fields"]["epochs"] = 2
+    rundir.write_json(run / rundir.MANIFEST, manifest)
+    rows = {r[0]: r for r in table_rows(render(load_run(run)), "## Budget parity")}
+    assert rows["big\\_net"][1:7] == ["2", "0", "3", "15.0", "0.8900", "0.7950"]
+    assert rows["big\\_net"][7] == "early-stopped"
+    assert rows["mid\\_net"][7] == "1 failed trial(s)"
+    assert "no result" in rows["broken\\_net"][7]
+
+
+def test_written_report_has_csv_and_every_linked_plot(tmp_path):
+    run = make_run(tmp_path, ROWS)
+    rundir.write_rows(run / rundir.TRIALS, rundir.TRIAL_COLUMNS, [
+        {"architecture": a, "trial_id": "0", "status": "COMPLETED", "score": 0.8, "epochs_run": 2,
+         "train_seconds": 1, "val_accuracy_history": "[0.7, 0.8]", "budget_hash": HASH}
+        for a in ("big_net", "mid_net", "small_net")
+    ])
+    path = write_leaderboard(run)
+    text = path.read_text()
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert len(links) == 4
+    for link in links:
+        assert (run / link).is_file() and (run / link).stat().st_size > 10_000
+    table = pd.read_csv(run / "leaderboard.csv")
+    assert table["architecture"].tolist() == ["big_net", "mid_net", "small_net"]
+    assert table["pareto"].tolist() == [True, True, True]
+
+
+def stand_in(job_type, arch, run_id, config=None, summary=None, group="g1"):
+    base = {"architecture": arch, "budget": {"name": "quick", "trials": 2}, "budget_hash": HASH,
+            "dataset": "fashion_mnist", "hyperparameters": {"units": 64, "tuner/epochs": 2}}
+    return SimpleNamespace(config={**base, **(config or {})}, summary=summary or {},
+                           name=f"{arch}-{run_id}", id=run_id, group=group, job_type=job_type)
+
+
+def test_wandb_adapter_builds_the_same_tables_from_plain_objects():
+    measurements = {"trainable_params": 10, "total_params": 12, "weight_bytes": 48,
+                    "train_images_per_second": 100.0, "epoch_seconds": 2.0,
+                    "inference_latency_ms": 1.5, "inference_images_per_second": 900.0}
+    runs = [
+        stand_in("trial", "cnn", "t0", {"trial_id": "0"}, {"status": "COMPLETED", "score": 0.81}),
+        stand_in("trial", "cnn", "t1", {"trial_id": "1"}, {"status": "COMPLETED", "score": 0.85}),
+        stand_in("trial", "bad", "t2", {"trial_id": "0"}, {"status": "FAILED", "error": "boom"}),
+        stand_in("final", "cnn", "f0", {"seed": 0}, {"test_accuracy": 0.84, "test_loss": 0.4, **measurements}),
+        stand_in("final", "cnn", "f1", {"seed": 1}, {"test_accuracy": 0.86, "test_loss": 0.5, **measurements}),
+        stand_in("final", "cnn", "other", {"seed": 0}, {"test_accuracy": 0.1}, group="g2"),
+        stand_in("report", "cnn", "r"),
+    ]
+    data = runs_to_data(runs, "g1", "team/proj")
+    rows = {r["architecture"]: r for _, r in data.results.iterrows()}
+    assert rows["cnn"]["test_accuracy"] == pytest.approx(0.85)
+    assert rows["cnn"]["test_accuracy_std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert rows["cnn"]["val_accuracy"] == pytest.approx(0.85)
+    assert rows["cnn"]["final_seeds"] == 2 and rows["cnn"]["wandb_run_id"] == "f0 f1"
+    assert rows["cnn"]["best_hyperparameters"] == '{"units": 64}'
+    assert rows["bad"]["status"] == "failed"
+    assert len(data.trials) == 3
+    text = render(data)
+    assert "**Most accurate**: cnn (test accuracy 0.8500)" in text
+    assert "- bad: no final run in W&B" in text
+    with pytest.raises(ValueError, match="no W&B run in group 'nope'"):
+        runs_to_data(runs, "nope")

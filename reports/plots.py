@@ -1,0 +1,119 @@
+"""The leaderboard's figures (matplotlib, PNG, 800 px wide); no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+WIDTH_INCHES, HEIGHT_INCHES, DPI = 8, 5, 100  # 800 x 500 px
+
+ACCURACY_VS_PARAMS = "accuracy_vs_parameters.png"
+ACCURACY_VS_LATENCY = "accuracy_vs_latency.png"
+VALIDATION_CURVES = "validation_curves.png"
+TRIAL_SCORES = "trial_scores.png"
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    fig, ax = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
+    ax.set_title(title, fontsize=13)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _scatter(table: pd.DataFrame, x: str, title: str, xlabel: str, path: Path, log_x: bool) -> Path:
+    fig, ax = _figure(title, xlabel, "test accuracy")
+    pareto = table["pareto"].astype(bool)
+    ax.scatter(table.loc[~pareto, x], table.loc[~pareto, "test_accuracy"], s=60,
+               color="tab:gray", label="dominated")
+    ax.scatter(table.loc[pareto, x], table.loc[pareto, "test_accuracy"], s=80,
+               color="tab:red", label="Pareto-optimal (accuracy, latency, parameters)")
+    front = _front(table, x)
+    ax.step(front[x], front["test_accuracy"], where="post", color="tab:red", alpha=0.5,
+            label=f"front of accuracy vs {xlabel.split(' (')[0]}")
+    for _, row in table.iterrows():
+        ax.annotate(str(row["architecture"]), (row[x], row["test_accuracy"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=10)
+    if log_x:
+        ax.set_xscale("log")
+    ax.legend(fontsize=9, loc="lower right")
+    return _save(fig, path)
+
+
+def _front(table: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Rows not beaten on both accuracy and ``x`` (lower is better), sorted by ``x``."""
+    ordered = table.sort_values([x, "test_accuracy"], ascending=[True, False])
+    best, keep = -1.0, []
+    for index, row in ordered.iterrows():
+        if row["test_accuracy"] > best:
+            keep.append(index)
+            best = row["test_accuracy"]
+    return ordered.loc[keep]
+
+
+def validation_curves(trials: pd.DataFrame, best_ids: dict[str, str], path: Path) -> Path | None:
+    fig, ax = _figure("Validation accuracy per epoch of each architecture's best trial",
+                      "epoch", "validation accuracy")
+    drawn = 0
+    for arch, trial_id in best_ids.items():
+        rows = trials[(trials["architecture"] == arch) & (trials["trial_id"] == str(trial_id))]
+        if rows.empty or not rows.iloc[0].get("val_accuracy_history"):
+            continue
+        history = json.loads(rows.iloc[0]["val_accuracy_history"])
+        ax.plot(range(1, len(history) + 1), history, marker="o", label=arch)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=9)
+    return _save(fig, path)
+
+
+def trial_scores(trials: pd.DataFrame, path: Path) -> Path | None:
+    done = trials[trials["status"] == "COMPLETED"].copy()
+    done["score"] = pd.to_numeric(done["score"], errors="coerce")
+    done = done.dropna(subset=["score"])
+    if done.empty:
+        return None
+    archs = sorted(done["architecture"].unique())
+    fig, ax = _figure("Score of every completed trial, per architecture",
+                      "architecture", "trial score (best-epoch validation accuracy)")
+    data = [done.loc[done["architecture"] == a, "score"].to_numpy() for a in archs]
+    ax.boxplot(data, tick_labels=archs, showfliers=False)
+    for i, values in enumerate(data, start=1):
+        ax.scatter([i] * len(values), values, color="tab:blue", alpha=0.7, s=25, zorder=3)
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path) -> dict[str, Path]:
+    """Every figure that the data allows, as PNG files in ``directory``; title -> path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, Path | None] = {}
+    if not table.empty:
+        plots["Test accuracy vs parameters"] = _scatter(
+            table, "total_params", "Test accuracy vs model size", "parameters (log scale)",
+            directory / ACCURACY_VS_PARAMS, log_x=True)
+        plots["Test accuracy vs inference latency"] = _scatter(
+            table, "inference_latency_ms", "Test accuracy vs inference latency",
+            "latency at batch 1 (ms, log scale)", directory / ACCURACY_VS_LATENCY, log_x=True)
+        best_ids = dict(zip(table["architecture"], table["best_trial_id"], strict=True))
+        plots["Validation accuracy per epoch"] = validation_curves(
+            trials, best_ids, directory / VALIDATION_CURVES)
+    plots["Trial scores"] = trial_scores(trials, directory / TRIAL_SCORES)
+    return {title: path for title, path in plots.items() if path is not None}
