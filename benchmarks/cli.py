@@ -90,10 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb-mode", default="auto", help="auto (online when logged in, else offline), online, offline or disabled")
     run.add_argument("--wandb-project", default="archbench", help="W&B project (default: archbench)")
     run.add_argument("--wandb-entity", help="W&B entity (user or team)")
+    run.add_argument(
+        "--trial-gradients", action="store_true",
+        help="log per-layer gradient norms of every trial to W&B (always on for final runs)",
+    )
     _add_budget_options(run)
 
     models = commands.add_parser("models", help="list registered architectures")
     models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
+
+    check = commands.add_parser(
+        "check", help="validate one architecture in seconds, before any budget is spent"
+    )
+    check.add_argument("name", help="registered architecture name")
+    check.add_argument("--dataset", default="fashion_mnist", help="dataset whose shapes to use")
 
     report = commands.add_parser(
         "report", help="write the leaderboard of a run directory, or of a W&B group"
@@ -135,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
+        trial_gradients=args.trial_gradients,
     )
     return run_benchmark(options)
 
@@ -157,6 +168,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"archbench: warning: {module} failed to import: {error}", file=sys.stderr)
     if not rows:
         raise UserError(f"no architecture matches {' '.join(args.pattern)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from benchmarks.check import CheckFailed, check_architecture
+    from benchmarks.data import get_spec
+    from models.registry import get_architecture
+
+    architecture = get_architecture(args.name)
+    spec = get_spec(args.dataset)
+    print(f"checking {architecture.name} ({architecture.module}) on {spec.name} shapes")
+    try:
+        check_architecture(architecture, spec)
+    except CheckFailed as exc:
+        print(f"archbench: check failed: {architecture.name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{architecture.name}: ok")
     return 0
 
 
@@ -203,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up noise out
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "models": cmd_models, "report": cmd_report}
+    handlers = {"run": cmd_run, "models": cmd_models, "check": cmd_check, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except _user_errors() as exc:

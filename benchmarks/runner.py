@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import shutil
@@ -21,6 +22,7 @@ import numpy as np
 from benchmarks import rundir
 from benchmarks.budget import Budget
 from benchmarks.data import Dataset, DatasetSpec, Splits, load_dataset, make_splits
+from benchmarks.lock import RunLock
 from benchmarks.measure import measure
 from benchmarks.tracking import Tracker
 from benchmarks.tuning import (
@@ -50,6 +52,7 @@ class RunOptions:
     wandb_mode: str = "auto"
     wandb_project: str = "archbench"
     wandb_entity: str | None = None
+    trial_gradients: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -134,9 +137,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_state(cwd: Path | None = None) -> dict[str, Any]:
+@functools.cache
+def git_state() -> dict[str, Any]:
     """The commit the code runs from and whether the checkout has uncommitted changes."""
-    where = cwd or Path(__file__).resolve().parent
+    where = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -198,6 +202,8 @@ class ArchitectureBenchmark:
             "budget_hash": self.budget.hash,
             "dataset": spec.name,
             "benchmark": options.name,
+            "git_commit": git_state()["commit"],
+            "git_dirty": git_state()["dirty"],
         }
 
     def run(self) -> dict[str, Any]:
@@ -247,6 +253,7 @@ class ArchitectureBenchmark:
             tracker=self.tracker,
             base_config=self.base_config,
             on_trial_end=self._record_trial,
+            gradients=self.options.trial_gradients,
         )
         tuner = make_tuner(
             self.hypermodel,
@@ -300,10 +307,15 @@ class ArchitectureBenchmark:
                 self.hypermodel.fit(
                     hp, model, s.x_final, s.y_final, validation_data=(s.x_val, s.y_val),
                     epochs=self.budget.final_epochs,
-                    extra_callbacks=self.tracker.metrics_callbacks(run),
+                    extra_callbacks=self.tracker.training_callbacks(
+                        run, s.x_final, s.y_final, gradients=True
+                    ),
                 )
                 probabilities = model.predict(s.x_test, batch_size=PREDICT_BATCH, verbose=0)
                 accuracy, loss, rows = _evaluate(probabilities, s.y_test, seed)
+                self.tracker.log_test_predictions(
+                    run, s.x_test, s.y_test, probabilities, self.options.dataset.class_names
+                )
                 if measurements is None:
                     # Timing trains the model further: measure after its predictions are kept.
                     measurements = measure(
@@ -381,33 +393,80 @@ def run_benchmark(options: RunOptions) -> int:
     dataset = load_dataset(options.dataset, options.data_dir)
     b = options.budget
     splits = make_splits(dataset, b.val_size, b.train_size, b.final_train_size, b.seed)
-    manifest = prepare_run_dir(options)
-    run_dir = options.run_dir
-    if manifest is None:
-        manifest = new_manifest(options, dataset, splits)
-    elif manifest["dataset"]["checksums"] != dataset.checksums:
-        raise rundir.RunDirError(
-            f"{run_dir} was made from other dataset files than {dataset.source}; "
-            "start a new run with --name NAME (or --overwrite)"
-        )
-    else:
-        known = manifest["architectures"]
-        manifest["architectures"] = known + [a for a in options.architectures if a not in known]
-        manifest["finished_at"] = None
-    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+    with RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir):
+        return _run_locked(options, dataset, splits, started)
 
+
+def _run_locked(options: RunOptions, dataset: Dataset, splits: Splits, started: float) -> int:
+    manifest = _open_manifest(options, dataset, splits)
+    run_dir = options.run_dir
     tracker = Tracker(
         options.wandb_mode, options.wandb_project, options.name,
         run_dir / rundir.WANDB_DIR, options.wandb_entity,
     )
-    manifest["wandb"]["mode"] = tracker.mode
+    b = options.budget
     print(
         f"archbench: {len(options.architectures)} architecture(s), budget {b.name} "
         f"({b.hash}), {dataset.spec.name} from {dataset.source}, W&B {tracker.mode}, "
         f"writing {run_dir}",
         flush=True,
     )
+    ran = _benchmark_all(options, splits, tracker)
+
+    manifest["finished_at"] = now()
+    previous = manifest.get("wall_seconds") or 0
+    manifest["wall_seconds"] = round(previous + time.perf_counter() - started, 1)
+    manifest["wandb"]["mode"] = tracker.mode
+    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+
+    from reports.leaderboard import LEADERBOARD_CSV, write_leaderboard
+
+    leaderboard = write_leaderboard(run_dir)
+    print(f"archbench: leaderboard written to {leaderboard}")
+    report_config = {"benchmark": options.name, "budget": b.to_dict(), "budget_hash": b.hash,
+                     "dataset": dataset.spec.name, "architectures": manifest["architectures"],
+                     "git_commit": git_state()["commit"]}
+    if ran:  # a rerun that trained nothing adds no second report run
+        tracker.log_report(report_config, leaderboard, leaderboard.parent / LEADERBOARD_CSV)
+    sync = tracker.sync_command()
+    if sync:
+        print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
+    results = rundir.read_rows(run_dir / rundir.RESULTS)
+    failed = [r["architecture"] for r in results
+              if r["architecture"] in options.architectures and r["status"] != "ok"]
+    if failed:
+        print(f"archbench: no result for {', '.join(failed)} (see {leaderboard})", file=sys.stderr)
+        return EXIT_ARCHITECTURE_FAILED
+    return EXIT_OK
+
+
+def _open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[str, Any]:
+    """A new manifest, or the resumed run's, checked against this command's dataset."""
+    manifest = prepare_run_dir(options)
+    if manifest is None:
+        manifest = new_manifest(options, dataset, splits)
+    elif manifest["dataset"]["checksums"] != dataset.checksums:
+        raise rundir.RunDirError(
+            f"{options.run_dir} was made from other dataset files than {dataset.source}; "
+            "start a new run with --name NAME (or --overwrite)"
+        )
+    else:
+        known = manifest["architectures"]
+        manifest["architectures"] = known + [a for a in options.architectures if a not in known]
+        manifest["finished_at"] = None
+    rundir.write_json(options.run_dir / rundir.MANIFEST, manifest)
+    return manifest
+
+
+def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker) -> int:
+    """Every architecture in turn; each result row is written as soon as it is known.
+
+    Returns:
+        How many architectures were benchmarked (not skipped as already finished).
+    """
+    b, run_dir = options.budget, options.run_dir
     done = finished_architectures(run_dir)
+    ran = 0
     for index, name in enumerate(options.architectures, start=1):
         prefix = f"[{index}/{len(options.architectures)}] {name}"
         if name in done:
@@ -418,26 +477,8 @@ def run_benchmark(options: RunOptions) -> int:
         row = ArchitectureBenchmark(name, options, splits, tracker).run()
         rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
         print(f"{prefix}: {_summary(row)} ({time.perf_counter() - arch_start:.0f} s)", flush=True)
-
-    manifest["finished_at"] = now()
-    manifest["wall_seconds"] = round((manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
-    manifest["wandb"]["mode"] = tracker.mode
-    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
-
-    from reports.leaderboard import write_leaderboard
-
-    leaderboard = write_leaderboard(run_dir)
-    print(f"archbench: leaderboard written to {leaderboard}")
-    sync = tracker.sync_command()
-    if sync:
-        print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
-    results = rundir.read_rows(run_dir / rundir.RESULTS)
-    failed = [r["architecture"] for r in results if r["architecture"] in options.architectures
-              and r["status"] != "ok"]
-    if failed:
-        print(f"archbench: no result for {', '.join(failed)} (see {leaderboard})", file=sys.stderr)
-        return EXIT_ARCHITECTURE_FAILED
-    return EXIT_OK
+        ran += 1
+    return ran
 
 
 def _summary(row: dict[str, Any]) -> str:

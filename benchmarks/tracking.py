@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rundir import safe_name
+
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_HOST = "https://api.wandb.ai"
-
-log = logging.getLogger(__name__)
 
 
 class TrackingError(ValueError):
@@ -116,13 +115,65 @@ class Tracker:
         if run is not None:
             run.finish(exit_code=exit_code)
 
-    def metrics_callbacks(self, run) -> list[Any]:
-        """Keras callbacks that log per-epoch metrics to ``run`` (created after init)."""
+    def training_callbacks(self, run, x=None, y=None, gradients: bool = False) -> list[Any]:
+        """Keras callbacks that log to ``run`` (created after init): per-epoch metrics, and
+        per-layer gradient norms computed on ``x[:64], y[:64]`` when ``gradients``."""
         if run is None:
             return []
         from wandb.integration.keras import WandbMetricsLogger
 
-        return [WandbMetricsLogger(log_freq="epoch")]
+        callbacks = [WandbMetricsLogger(log_freq="epoch")]
+        if gradients:
+            from benchmarks.gradients import GradientLogger
+
+            callbacks.append(GradientLogger(run, x, y))
+        return callbacks
+
+    @staticmethod
+    def log_test_predictions(run, images, labels, probabilities, class_names, samples: int = 20) -> None:
+        """A confusion matrix and a table of test images: random ones and the most
+        confident mistakes, with true and predicted class and confidence."""
+        if run is None:
+            return
+        import numpy as np
+        import wandb
+
+        predicted = probabilities.argmax(axis=1)
+        confidence = probabilities.max(axis=1)
+        names = list(class_names)
+        run.log({"test/confusion_matrix": wandb.plot.confusion_matrix(
+            y_true=labels.tolist(), preds=predicted.tolist(), class_names=names)})
+        rng = np.random.default_rng(0)
+        random_ids = rng.choice(len(labels), size=min(samples, len(labels)), replace=False)
+        wrong = np.flatnonzero(predicted != labels)
+        mistakes = wrong[np.argsort(-confidence[wrong])][:samples]
+        table = wandb.Table(columns=["kind", "index", "image", "true", "predicted", "confidence"])
+        for kind, ids in (("random", random_ids), ("confident mistake", mistakes)):
+            for i in ids:
+                pixels = (np.squeeze(images[i]) * 255).astype("uint8")
+                table.add_data(kind, int(i), wandb.Image(pixels), names[labels[i]],
+                               names[predicted[i]], float(confidence[i]))
+        run.log({"test/predictions": table})
+
+    def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> None:
+        """The benchmark's own run (``job_type=report``): the leaderboard as a table, the
+        plots as images, and the markdown, CSV and plots as an artifact."""
+        run = self.start(f"{self.group}-report", "report", config, ["report"])
+        if run is None:
+            return
+        import pandas as pd
+        import wandb
+
+        images = sorted(leaderboard.parent.glob("*.png"))
+        run.log({
+            "leaderboard": wandb.Table(dataframe=pd.read_csv(csv_file)),
+            **{f"plots/{path.stem}": wandb.Image(str(path)) for path in images},
+        })
+        artifact = wandb.Artifact(f"leaderboard-{safe_name(self.group)}", type="leaderboard")
+        for path in [leaderboard, csv_file, *images]:
+            artifact.add_file(str(path))
+        run.log_artifact(artifact)
+        self.finish(run)
 
     def sync_command(self) -> str | None:
         """The one command that uploads this benchmark's offline runs, if any were made."""

@@ -150,6 +150,7 @@ class SearchContext:
     tracker: Tracker
     base_config: dict[str, Any]
     on_trial_end: Callable[[kt.engine.trial.Trial, TrialRecord], None]
+    gradients: bool = False  # log per-layer gradient norms of every trial to W&B
     records: dict[str, TrialRecord] = field(default_factory=dict)
 
 
@@ -176,9 +177,8 @@ class _SuiteTunerMixin:
         record = ctx.records[trial.trial_id] = TrialRecord(wandb_run_id=run.id if run else "")
         start = time.perf_counter()
         try:
-            histories = super().run_trial(
-                trial, *args, extra_callbacks=ctx.tracker.metrics_callbacks(run), **kwargs
-            )
+            callbacks = ctx.tracker.training_callbacks(run, *args[:2], gradients=ctx.gradients)
+            histories = super().run_trial(trial, *args, extra_callbacks=callbacks, **kwargs)
             history = histories[0]
             record.epochs_run = len(history.history.get("loss", []))
             record.val_accuracy_history = list(history.history.get(OBJECTIVE, []))

@@ -59,7 +59,7 @@ def register(func: Builder | None = None, *, name: str | None = None, family: st
             raise RegistryError(
                 f"architecture {arch_name!r} is registered twice (in {other} and {fn.__module__})"
             )
-        module = fn.__module__
+        module = fn.__module__ or "__main__"
         _REGISTRY[arch_name] = Architecture(
             name=arch_name,
             build=fn,

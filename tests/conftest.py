@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,15 @@ def table_rows(markdown: str, heading: str = "## Architectures, ranked") -> list
     section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln]
     return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[1:]]
+
+
+def wandb_inspect(run_path: Path, summary: bool) -> dict | list[dict]:
+    """What W&B's own CLI reads back from an offline run's files (no network)."""
+    cli = Path(sys.executable).parent / "wandb"
+    argv = [str(cli), "leet", "inspect", "--json", *(["--summary"] if summary else []), str(run_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "WANDB_MODE": "offline"})
+    assert result.returncode == 0, f"`wandb leet inspect` failed (is wandb >= 0.31 installed?): {result.stderr}"
+    if summary:
+        return json.loads(result.stdout)
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]

@@ -62,3 +62,43 @@ def test_models_lists_every_family_with_parameters(capsys):
     mlp_line = next(line for line in lines if line.startswith("mlp "))
     assert "269,322" in mlp_line  # 784*256+256 + 256*256+256 + 256*10+10 at the defaults
     assert not any(line.startswith("vgg") for line in lines)
+
+
+def test_check_passes_a_good_architecture(capsys):
+    code, out, _ = run_cli(capsys, "check", "mlp")
+    assert code == 0
+    assert "default hyperparameters: ok, 269,322 parameters" in out
+    assert out.count("sample ") == 3
+    assert "one training step: loss" in out and "forward latency at batch 1" in out
+    assert out.strip().endswith("mlp: ok")
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        ("raise ValueError('bad default')", "build at default hyperparameters failed: ValueError: bad default"),
+        ("return keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))",
+         "outputs shape (None, 3), expected (None, 10)"),
+        ("m = keras.Model(inp, keras.layers.Dense(num_classes)(keras.layers.Flatten()(inp)))\n"
+         "    m.compile('sgd', 'mse')\n    return m", "returned a compiled model"),
+        ("return keras.Model(inp, keras.layers.Dense(num_classes, activation='softmax')("
+         "keras.layers.Lambda(lambda t: t * float('nan'))(keras.layers.Flatten()(inp))))",
+         "non-finite loss"),
+    ],
+)
+def test_check_fails_a_broken_architecture_with_the_reason(capsys, body, reason):
+    from models.registry import register
+
+    namespace = {"keras": __import__("keras"), "__name__": "models.broken_arch"}
+    source = f"def broken(hp, input_shape, num_classes):\n    inp = keras.Input(input_shape)\n    {body}\n"
+    exec(compile(source, "broken_arch.py", "exec"), namespace)  # a user's broken file, in miniature
+    register(namespace["broken"])
+    code, _, err = run_cli(capsys, "check", "broken")
+    assert code == 1
+    assert err.startswith("archbench: check failed: broken: ")
+    assert reason in err and err.count("\n") == 1
+
+
+def test_check_unknown_name_is_bad_input(capsys):
+    code, _, err = run_cli(capsys, "check", "mpl")
+    assert code == EXIT_BAD_INPUT and "did you mean mlp" in err

@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from benchmarks import rundir
 from benchmarks.budget import make_budget
 from reports.leaderboard import LEADERBOARD_CSV, MAIN_HEADERS
-from tests.conftest import table_rows
+from tests.conftest import table_rows, wandb_inspect
 
 ARCHS = ["simple_cnn", "mlp"]
 TRIALS = 2
@@ -91,14 +93,81 @@ def test_one_trial_row_per_trial_and_one_result_per_architecture(smoke_run):
         assert float(r["test_accuracy"]) == pytest.approx(correct / 10000)
 
 
-def test_one_offline_wandb_run_per_trial_and_per_final_training(smoke_run):
+RUNS_PER_BENCHMARK = len(ARCHS) * TRIALS + len(ARCHS) + 1  # trials, finals, one report
+
+
+def test_one_offline_wandb_run_per_trial_and_final_training_and_one_report(smoke_run):
     run_dir = smoke_run[0]
     runs = offline_runs(run_dir)
     expected_ids = {t["wandb_run_id"] for t in rundir.read_rows(run_dir / rundir.TRIALS)}
     expected_ids |= {r["wandb_run_id"] for r in rundir.read_rows(run_dir / rundir.RESULTS)}
-    assert len(runs) == len(ARCHS) * TRIALS + len(ARCHS)
-    assert {p.name.rsplit("-", 1)[-1] for p in runs} == expected_ids
+    assert len(runs) == RUNS_PER_BENCHMARK
+    ids = {p.name.rsplit("-", 1)[-1] for p in runs}
+    assert expected_ids < ids and len(ids - expected_ids) == 1  # the report run
     assert not (Path(__file__).parents[1] / "wandb").exists(), "W&B files must stay in the run dir"
+
+
+def run_record(records: list[dict]) -> dict:
+    return next(r["run"] for r in records if r["type"] == "run")
+
+
+def history(records: list[dict]) -> list[dict]:
+    return [r["history"]["item"] for r in records if r["type"] == "history"]
+
+
+def runs_by_id(run_dir: Path) -> dict[str, Path]:
+    return {p.name.rsplit("-", 1)[-1]: p for p in offline_runs(run_dir)}
+
+
+def test_trial_runs_hold_config_history_and_the_trials_csv_score(smoke_run):
+    run_dir = smoke_run[0]
+    paths = runs_by_id(run_dir)
+    for trial in rundir.read_rows(run_dir / rundir.TRIALS):
+        path = paths[trial["wandb_run_id"]]
+        summary, records = wandb_inspect(path, summary=True), wandb_inspect(path, summary=False)
+        config = summary["config"]
+        assert config["architecture"] == trial["architecture"]
+        assert config["trial_id"] == trial["trial_id"]
+        assert config["hyperparameters"] == json.loads(trial["hyperparameters"])
+        assert config["budget_hash"] == trial["budget_hash"] and config["budget"]["trials"] == TRIALS
+        assert {"dataset", "trial_seed", "git_commit"} <= set(config)
+        assert summary["summary"]["score"] == pytest.approx(float(trial["score"]))
+        assert summary["summary"]["status"] == "COMPLETED" and summary["exit_code"] == 0
+        assert summary["name"] == f"{trial['architecture']}-t{trial['trial_id']}"
+        assert set(summary["tags"]) == {trial["architecture"], "smoke"}
+        run = run_record(records)
+        assert run["run_group"] == "smoke-e2e" and run["job_type"] == "trial"
+        # W&B records the commit itself when run from a git checkout, as the tests are.
+        assert run["git"]["commit"] == config["git_commit"]
+        epochs = [row for row in history(records) if "epoch/val_accuracy" in row]
+        assert len(epochs) == int(trial["epochs_run"])
+
+
+def test_final_runs_hold_test_accuracy_predictions_and_gradients(smoke_run):
+    run_dir = smoke_run[0]
+    paths = runs_by_id(run_dir)
+    for result in rundir.read_rows(run_dir / rundir.RESULTS):
+        path = paths[result["wandb_run_id"]]
+        summary, records = wandb_inspect(path, summary=True), wandb_inspect(path, summary=False)
+        assert run_record(records)["job_type"] == "final"
+        values = summary["summary"]
+        assert values["test_accuracy"] == pytest.approx(float(result["test_accuracy"]))
+        assert values["total_params"] == int(result["total_params"])
+        assert values["test/predictions"]["_type"] == "table-file"
+        assert any(key.startswith("test/confusion_matrix") for key in values)
+        rows = history(records)
+        assert any(key.startswith("gradients/") and key.endswith("/norm") for row in rows for key in row)
+
+
+def test_report_run_holds_the_leaderboard(smoke_run):
+    run_dir = smoke_run[0]
+    known = {t["wandb_run_id"] for t in rundir.read_rows(run_dir / rundir.TRIALS)}
+    known |= {r["wandb_run_id"] for r in rundir.read_rows(run_dir / rundir.RESULTS)}
+    (report,) = [p for i, p in runs_by_id(run_dir).items() if i not in known]
+    summary, records = wandb_inspect(report, summary=True), wandb_inspect(report, summary=False)
+    assert run_record(records)["job_type"] == "report"
+    assert summary["summary"]["leaderboard"]["_type"] == "table-file"
+    assert any(key.startswith("plots/") for key in summary["summary"])
 
 
 def test_leaderboard_ranks_both_architectures(smoke_run):
@@ -122,7 +191,8 @@ def test_same_command_again_resumes_without_retraining(smoke_run):
     assert second.stdout.count("already finished, skipped") == len(ARCHS)
     for name, text in snapshot.items():
         assert (run_dir / name).read_text() == text
-    assert len(offline_runs(run_dir)) == len(ARCHS) * TRIALS + len(ARCHS)
+    # Nothing new ran, so no new W&B run either (not even a second report run).
+    assert len(offline_runs(run_dir)) == RUNS_PER_BENCHMARK
 
 
 def test_changed_budget_on_the_same_directory_is_refused(smoke_run, fashion_dir):
@@ -135,3 +205,39 @@ def test_changed_budget_on_the_same_directory_is_refused(smoke_run, fashion_dir)
     assert result.returncode == 2
     assert "different budget trials 2 -> 5" in result.stderr
     assert "--name" in result.stderr
+
+
+def test_a_second_run_on_a_directory_in_use_is_refused(tmp_path, fashion_dir):
+    # Long enough (about 15 s of work after taking the lock) for the second command to
+    # start TensorFlow and reach the lock while the first still holds it.
+    argv = ["run", "--budget", "smoke", "-a", "simple_cnn", "--trials", "2", "--epochs", "2",
+            "--train-size", "3000", "-o", str(tmp_path), "--name", "busy",
+            "--data-dir", str(fashion_dir), "--wandb-mode", "disabled"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    root = Path(__file__).parents[1]
+    first = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *argv], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".busy.lock"
+    deadline = time.monotonic() + 120
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lock.exists(), "the first run never took its lock"
+    second = archbench(*argv, cwd=root)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 2
+    assert f"{tmp_path / 'busy'} is in use by another archbench run (pid {first.pid})" in second.stderr
+    assert not lock.exists(), "the lock is released at the end"
+    assert not (tmp_path / "busy" / rundir.WANDB_DIR).exists(), "--wandb-mode disabled writes nothing"
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
+    from benchmarks.lock import RunLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_path = tmp_path / ".x.lock"
+    lock_path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with RunLock(lock_path, tmp_path / "x"):
+        assert json.loads(lock_path.read_text())["pid"] == os.getpid()
+    assert not lock_path.exists()

@@ -20,7 +20,7 @@ from benchmarks.tuning import (
     trial_seed,
 )
 from models.registry import get_architecture, register
-from tests.conftest import synthetic_images
+from tests.conftest import synthetic_images, wandb_inspect
 
 BUDGET = make_budget("smoke", trials=2, batch_size=32, train_size=64, val_size=32,
                      final_train_size=64, final_epochs=1)
@@ -35,11 +35,11 @@ def tiny_splits(poison: bool = False) -> Splits:
     return Splits(x, y, xv, yv, x, y, xt, yt)
 
 
-def bench(name: str, tmp_path, splits: Splits) -> tuple[dict, list[dict]]:
+def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled") -> tuple[dict, list[dict]]:
     options = RunOptions(architectures=[name], budget=BUDGET, dataset=FASHION_MNIST,
-                         output=tmp_path, name="t", wandb_mode="disabled")
+                         output=tmp_path, name="t", wandb_mode=wandb_mode)
     options.run_dir.mkdir(parents=True)
-    tracker = Tracker("disabled", "p", "t", tmp_path / "w")
+    tracker = Tracker(wandb_mode, "p", "t", tmp_path / "w")
     row = ArchitectureBenchmark(name, options, splits, tracker).run()
     return row, rundir.read_rows(options.run_dir / rundir.TRIALS)
 
@@ -94,11 +94,19 @@ def test_successful_search_writes_one_row_per_trial(tmp_path):
 
 
 def test_nan_trial_ends_failed_not_completed(tmp_path):
-    row, trials = bench("mlp", tmp_path, tiny_splits(poison=True))
+    row, trials = bench("mlp", tmp_path, tiny_splits(poison=True), wandb_mode="offline")
     assert {t["status"] for t in trials} == {"FAILED"}
     assert all("loss became nan" in t["error"] for t in trials)
     assert all(t["score"] == "" for t in trials)
     assert row["status"] == "failed" and "loss became nan" in row["error"]
+    # Each failed trial's W&B run finished with a non-zero exit code and says why.
+    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == len(trials)
+    for run in runs:
+        summary = wandb_inspect(run, summary=True)
+        assert summary["exit_code"] == 1
+        assert summary["summary"]["status"] == "FAILED"
+        assert "loss became nan" in summary["summary"]["error"]
 
 
 def test_architecture_broken_at_defaults_is_recorded_not_raised(tmp_path):

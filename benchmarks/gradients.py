@@ -1,0 +1,68 @@
+"""Per-layer gradient norms (and histograms) logged to W&B from Keras 3 training.
+
+wandb's legacy ``WandbCallback`` and its gradient logging are gone, and ``wandb.watch`` is
+PyTorch-only, so this callback computes the gradients itself.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.tuning import LOSS
+
+GRADIENT_BATCH = 64
+
+
+class GradientLogger(keras.callbacks.Callback):
+    """At the end of each epoch, log the gradient norm of every trainable weight.
+
+    The gradients are those of the compiled loss on a fixed batch of training images, in
+    inference mode (no dropout, batch-norm moving statistics): logging them then changes
+    neither the weights, nor the moving statistics, nor the random stream, so a run with
+    gradient logging trains exactly like one without.
+
+    Args:
+        run: the W&B run to log to.
+        x, y: the fixed batch (the first ``GRADIENT_BATCH`` images are used).
+        histogram_every: log a histogram of each weight's gradient every this many epochs
+            (0 = never).
+    """
+
+    def __init__(self, run, x: np.ndarray, y: np.ndarray, histogram_every: int = 5) -> None:
+        super().__init__()
+        self.run = run
+        self.x = tf.constant(x[:GRADIENT_BATCH])
+        self.y = tf.constant(y[:GRADIENT_BATCH])
+        self.histogram_every = histogram_every
+        self._gradients = None
+        run.define_metric("gradients/*", step_metric="epoch/epoch")
+
+    def _compute(self):
+        if self._gradients is None:
+            model, loss_fn = self.model, keras.losses.get(LOSS)
+
+            @tf.function
+            def gradients(x, y):
+                with tf.GradientTape() as tape:
+                    predictions = model(x, training=False)
+                    loss = keras.ops.mean(loss_fn(y, predictions))
+                return tape.gradient(loss, model.trainable_weights)
+
+            self._gradients = gradients
+        return self._gradients(self.x, self.y)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        import wandb
+
+        values = {"epoch/epoch": epoch}
+        with_histograms = self.histogram_every and (epoch + 1) % self.histogram_every == 0
+        for weight, gradient in zip(self.model.trainable_weights, self._compute(), strict=True):
+            if gradient is None:
+                continue
+            array = keras.ops.convert_to_numpy(gradient)
+            values[f"gradients/{weight.path}/norm"] = float(np.linalg.norm(array))
+            if with_histograms:
+                values[f"gradients/{weight.path}/histogram"] = wandb.Histogram(array.ravel())
+        self.run.log(values)
