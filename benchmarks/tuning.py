@@ -25,6 +25,12 @@ class ArchitectureError(ValueError):
     """An architecture's builder returned something the suite cannot train fairly."""
 
 
+def tuner_seed(seed: int) -> int:
+    """The seed of the tuner's oracle: Keras Tuner treats 0 as "no seed" and then draws one
+    from Python's global random state, so the budget's seed is shifted by one."""
+    return seed + 1
+
+
 def trial_seed(seed: int, trial_id: str) -> int:
     """The seed of one trial, derived from the budget's seed and the trial id."""
     digest = hashlib.sha256(f"{seed}:{trial_id}".encode()).hexdigest()
@@ -234,7 +240,7 @@ def make_tuner(
     common = dict(
         hypermodel=hypermodel,
         objective=kt.Objective(OBJECTIVE, direction="max"),
-        seed=budget.seed,
+        seed=tuner_seed(budget.seed),
         directory=directory,
         project_name=project_name,
         overwrite=False,

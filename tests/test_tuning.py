@@ -14,9 +14,11 @@ from benchmarks.runner import ArchitectureBenchmark, RunOptions
 from benchmarks.tracking import Tracker
 from benchmarks.tuning import (
     ArchitectureError,
+    SearchContext,
     SuiteHyperModel,
     check_finite,
     check_model,
+    make_tuner,
     trial_seed,
 )
 from models.registry import get_architecture, register
@@ -118,3 +120,21 @@ def test_architecture_broken_at_defaults_is_recorded_not_raised(tmp_path):
     row, trials = bench("broken_net", tmp_path, tiny_splits())
     assert row["status"] == "failed"
     assert "this architecture is broken" in row["error"]
+
+
+def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp_path):
+    """Keras Tuner draws its own seed from Python's `random` when given seed 0; the suite
+    must not let that happen, or reruns and resumes would try other hyperparameters."""
+    import random
+
+    sampled = []
+    for attempt in range(2):
+        random.seed(attempt)
+        hypermodel = SuiteHyperModel(get_architecture("simple_cnn"), (28, 28, 1), 10, BUDGET)
+        context = SearchContext(get_architecture("simple_cnn"), BUDGET,
+                                Tracker("disabled", "p", "t", tmp_path), {}, lambda *a: None)
+        tuner = make_tuner(hypermodel, context, str(tmp_path / f"t{attempt}"), "simple_cnn")
+        trials = [tuner.oracle.create_trial(f"tuner{i}") for i in range(2)]
+        sampled.append([t.hyperparameters.values for t in trials])
+    assert sampled[0] == sampled[1]
+    assert sampled[0][0] != sampled[0][1]
