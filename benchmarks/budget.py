@@ -40,13 +40,14 @@ class Budget:
     lr_min: float = 1e-4
     lr_max: float = 1e-2
     seed: int = 0
+    trial_timeout: int = 0  # seconds of training after which a trial fails (0 = no limit)
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
             raise BudgetError(f"unknown tuner {self.tuner!r}; choose one of {', '.join(TUNERS)}")
         for name in ("trials", "epochs", "batch_size", "final_epochs", "final_seeds", "val_size"):
             _require(name, getattr(self, name), minimum=1)
-        for name in ("train_size", "final_train_size", "patience", "seed"):
+        for name in ("train_size", "final_train_size", "patience", "seed", "trial_timeout"):
             _require(name, getattr(self, name), minimum=0)
         if not isinstance(self.augment, bool):
             raise BudgetError(f"augment must be true or false, got {self.augment!r}")

@@ -26,6 +26,7 @@ BUDGET_OPTIONS = {
     "lr_min": "lower end of the shared learning-rate range",
     "lr_max": "upper end of the shared learning-rate range",
     "seed": "seed of the split, the tuner and every training",
+    "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
 }
 
 
@@ -124,13 +125,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.budget import make_budget
     from benchmarks.data import get_spec
     from benchmarks.tracking import resolve_mode
-    from models.registry import resolve
+    from models.registry import broken_modules, resolve
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
     spec = get_spec(args.dataset)
     resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures))
+    for module, error in broken_modules().items():
+        print(f"archbench: warning: {module} failed to import and is skipped: {error}",
+              file=sys.stderr)
 
     from benchmarks.runner import RunOptions, run_benchmark
 

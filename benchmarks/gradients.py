@@ -36,22 +36,16 @@ class GradientLogger(keras.callbacks.Callback):
         self.x = tf.constant(x[:GRADIENT_BATCH])
         self.y = tf.constant(y[:GRADIENT_BATCH])
         self.histogram_every = histogram_every
-        self._gradients = None
         run.define_metric("gradients/*", step_metric="epoch/epoch")
 
     def _compute(self):
-        if self._gradients is None:
-            model, loss_fn = self.model, keras.losses.get(LOSS)
-
-            @tf.function
-            def gradients(x, y):
-                with tf.GradientTape() as tape:
-                    predictions = model(x, training=False)
-                    loss = keras.ops.mean(loss_fn(y, predictions))
-                return tape.gradient(loss, model.trainable_weights)
-
-            self._gradients = gradients
-        return self._gradients(self.x, self.y)
+        # Eager on purpose: one small batch per epoch, and a tf.function per final run
+        # would make TensorFlow warn about retracing.
+        loss_fn = keras.losses.get(LOSS)
+        with tf.GradientTape() as tape:
+            predictions = self.model(self.x, training=False)
+            loss = keras.ops.mean(loss_fn(self.y, predictions))
+        return tape.gradient(loss, self.model.trainable_weights)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         import wandb

@@ -121,7 +121,7 @@ def upsert_row(path: Path, columns: list[str], row: dict[str, Any], key: list[st
     The whole file is rewritten atomically, so a kill at any instant leaves it parseable
     and a rerun of the same trial never leaves two rows.
     """
-    wanted = tuple(_cell(row.get(k)) for k in key)
+    wanted = tuple(str(_cell(row.get(k))) for k in key)
     rows = [r for r in read_rows(path) if tuple(r.get(k, "") for k in key) != wanted]
     rows.append(row)
     write_rows(path, columns, rows)

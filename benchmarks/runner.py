@@ -427,7 +427,9 @@ def _run_locked(options: RunOptions, dataset: Dataset, splits: Splits, started: 
                      "dataset": dataset.spec.name, "architectures": manifest["architectures"],
                      "git_commit": git_state()["commit"]}
     if ran:  # a rerun that trained nothing adds no second report run
-        tracker.log_report(report_config, leaderboard, leaderboard.parent / LEADERBOARD_CSV)
+        report_id = tracker.log_report(report_config, leaderboard, leaderboard.parent / LEADERBOARD_CSV)
+        manifest["wandb"]["report_run_id"] = report_id
+        rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     sync = tracker.sync_command()
     if sync:
         print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
@@ -438,6 +440,19 @@ def _run_locked(options: RunOptions, dataset: Dataset, splits: Splits, started: 
         print(f"archbench: no result for {', '.join(failed)} (see {leaderboard})", file=sys.stderr)
         return EXIT_ARCHITECTURE_FAILED
     return EXIT_OK
+
+
+def orphan_wandb_runs(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Ids of local W&B runs that no results file names: runs of interrupted trainings.
+
+    They stay on disk (W&B may still sync them) but are not counted anywhere.
+    """
+    known = {row["wandb_run_id"] for row in rundir.read_rows(run_dir / rundir.TRIALS)}
+    for row in rundir.read_rows(run_dir / rundir.RESULTS):
+        known.update(row["wandb_run_id"].split())
+    known.add(manifest.get("wandb", {}).get("report_run_id") or "")
+    local = (run_dir / rundir.WANDB_DIR / "wandb").glob("*run-*")
+    return sorted({p.name.rsplit("-", 1)[-1] for p in local if p.is_dir()} - known)
 
 
 def _open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[str, Any]:
@@ -454,6 +469,10 @@ def _open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dic
         known = manifest["architectures"]
         manifest["architectures"] = known + [a for a in options.architectures if a not in known]
         manifest["finished_at"] = None
+        orphans = orphan_wandb_runs(options.run_dir, manifest)
+        if orphans:
+            print(f"archbench: resuming; {len(orphans)} W&B run(s) of interrupted trainings "
+                  f"are not counted: {', '.join(orphans)}", flush=True)
     rundir.write_json(options.run_dir / rundir.MANIFEST, manifest)
     return manifest
 

@@ -155,12 +155,12 @@ class Tracker:
                                names[predicted[i]], float(confidence[i]))
         run.log({"test/predictions": table})
 
-    def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> None:
+    def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> str | None:
         """The benchmark's own run (``job_type=report``): the leaderboard as a table, the
-        plots as images, and the markdown, CSV and plots as an artifact."""
+        plots as images, and the markdown, CSV and plots as an artifact. Returns its id."""
         run = self.start(f"{self.group}-report", "report", config, ["report"])
         if run is None:
-            return
+            return None
         import pandas as pd
         import wandb
 
@@ -174,6 +174,7 @@ class Tracker:
             artifact.add_file(str(path))
         run.log_artifact(artifact)
         self.finish(run)
+        return run.id
 
     def sync_command(self) -> str | None:
         """The one command that uploads this benchmark's offline runs, if any were made."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 
 from benchmarks.budget import Budget
 from benchmarks.tracking import Tracker
@@ -35,6 +36,26 @@ def trial_seed(seed: int, trial_id: str) -> int:
     """The seed of one trial, derived from the budget's seed and the trial id."""
     digest = hashlib.sha256(f"{seed}:{trial_id}".encode()).hexdigest()
     return int(digest[:8], 16) % (2**31 - 1)
+
+
+class TrialTimeLimit(keras.callbacks.Callback):
+    """Stops training once ``seconds`` have passed; the trial is then failed, not scored."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.exceeded = False
+        self._start = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._start = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.clock() - self._start > self.seconds:
+            self.exceeded = True
+            self.model.stop_training = True
 
 
 class SuiteHyperModel(kt.HyperModel):
@@ -181,14 +202,23 @@ class _SuiteTunerMixin:
             f"{name}-t{trial.trial_id}", "trial", config, [name, ctx.budget.name]
         )
         record = ctx.records[trial.trial_id] = TrialRecord(wandb_run_id=run.id if run else "")
+        limit = TrialTimeLimit(ctx.budget.trial_timeout) if ctx.budget.trial_timeout else None
         start = time.perf_counter()
         try:
             callbacks = ctx.tracker.training_callbacks(run, *args[:2], gradients=ctx.gradients)
-            histories = super().run_trial(trial, *args, extra_callbacks=callbacks, **kwargs)
+            callbacks += [limit] if limit else []
+            try:
+                histories = super().run_trial(trial, *args, extra_callbacks=callbacks, **kwargs)
+            except tf.errors.ResourceExhaustedError as exc:
+                raise kt.errors.FailedTrialError(f"out of memory: {exc.message}") from exc
             history = histories[0]
             record.epochs_run = len(history.history.get("loss", []))
             record.val_accuracy_history = list(history.history.get(OBJECTIVE, []))
             record.train_seconds = time.perf_counter() - start
+            if limit and limit.exceeded:
+                raise kt.errors.FailedTrialError(
+                    f"exceeded the trial time limit of {ctx.budget.trial_timeout} s"
+                )
             check_finite(history)
         except BaseException as exc:
             record.train_seconds = time.perf_counter() - start

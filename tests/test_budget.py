@@ -30,13 +30,14 @@ def test_hash_is_stable_across_instances_and_ignores_the_name():
     assert a.hash == b.hash
     assert len(a.hash) == 12
     # Pinned: changing the hashing scheme silently would orphan every existing run directory.
-    assert Budget().hash == "af088ab18e6b"
+    assert Budget().hash == "fa2826f50413"
     assert a.hash == budget_from_dict(a.to_dict()).hash
 
 
 @pytest.mark.parametrize(
     "field,value",
-    [("trials", 4), ("epochs", 3), ("lr_max", 0.02), ("augment", True), ("seed", 1), ("tuner", "bayesian")],
+    [("trials", 4), ("epochs", 3), ("lr_max", 0.02), ("augment", True), ("seed", 1),
+     ("tuner", "bayesian"), ("trial_timeout", 60)],
 )
 def test_hash_changes_with_every_field(field, value):
     base = make_budget("quick")

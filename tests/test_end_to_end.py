@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -193,6 +194,38 @@ def test_same_command_again_resumes_without_retraining(smoke_run):
         assert (run_dir / name).read_text() == text
     # Nothing new ran, so no new W&B run either (not even a second report run).
     assert len(offline_runs(run_dir)) == RUNS_PER_BENCHMARK
+
+
+def test_kill_9_during_a_trial_then_rerun_gives_the_uninterrupted_results(smoke_run, fashion_dir, tmp_path):
+    reference = smoke_run[0]
+    argv = ["run", "--budget", "smoke", "--trials", str(TRIALS), "-a", ",".join(ARCHS),
+            "-o", str(tmp_path), "--name", "killed", "--data-dir", str(fashion_dir),
+            "--wandb-mode", "offline"]
+    root, run_dir = Path(__file__).parents[1], tmp_path / "killed"
+    env = {**os.environ, "WANDB_MODE": "offline", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    victim = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *argv], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not rundir.read_rows(run_dir / rundir.TRIALS) and time.monotonic() < deadline:
+        assert victim.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)  # the first trial is written, the second is running
+    victim.wait()
+    assert len(rundir.read_rows(run_dir / rundir.TRIALS)) < len(ARCHS) * TRIALS
+
+    rerun = archbench(*argv, cwd=root)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    def key(rows, *fields):
+        return sorted(tuple(r[f] for f in fields) for r in rows)
+
+    trial_fields = ("architecture", "trial_id", "status", "score", "hyperparameters", "epochs_run")
+    result_fields = ("architecture", "best_trial_id", "best_hyperparameters", "val_accuracy",
+                     "test_accuracy", "total_params")
+    for name, fields in ((rundir.TRIALS, trial_fields), (rundir.RESULTS, result_fields)):
+        assert key(rundir.read_rows(run_dir / name), *fields) == key(
+            rundir.read_rows(reference / name), *fields), name
 
 
 def test_changed_budget_on_the_same_directory_is_refused(smoke_run, fashion_dir):

@@ -1,5 +1,6 @@
 """The search: shared recipe, seeding, and failed trials recorded instead of crashing."""
 
+import dataclasses
 import json
 
 import keras
@@ -16,6 +17,7 @@ from benchmarks.tuning import (
     ArchitectureError,
     SearchContext,
     SuiteHyperModel,
+    TrialTimeLimit,
     check_finite,
     check_model,
     make_tuner,
@@ -37,8 +39,9 @@ def tiny_splits(poison: bool = False) -> Splits:
     return Splits(x, y, xv, yv, x, y, xt, yt)
 
 
-def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled") -> tuple[dict, list[dict]]:
-    options = RunOptions(architectures=[name], budget=BUDGET, dataset=FASHION_MNIST,
+def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled",
+          budget=BUDGET) -> tuple[dict, list[dict]]:
+    options = RunOptions(architectures=[name], budget=budget, dataset=FASHION_MNIST,
                          output=tmp_path, name="t", wandb_mode=wandb_mode)
     options.run_dir.mkdir(parents=True)
     tracker = Tracker(wandb_mode, "p", "t", tmp_path / "w")
@@ -138,3 +141,14 @@ def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp
         sampled.append([t.hyperparameters.values for t in trials])
     assert sampled[0] == sampled[1]
     assert sampled[0][0] != sampled[0][1]
+
+
+def test_trial_over_its_time_limit_fails_and_the_search_goes_on(tmp_path, monkeypatch):
+    ticks = iter(range(0, 10**6, 100))  # every reading of the clock is 100 s later
+    monkeypatch.setattr(TrialTimeLimit, "clock", staticmethod(lambda: float(next(ticks))))
+    budget = dataclasses.replace(BUDGET, trial_timeout=50)
+    row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
+    assert [t["status"] for t in trials] == ["FAILED", "FAILED"]
+    assert all("exceeded the trial time limit of 50 s" in t["error"] for t in trials)
+    assert all(t["epochs_run"] == "1" for t in trials), "training stopped in the first epoch"
+    assert row["status"] == "failed" and "time limit" in row["error"]
