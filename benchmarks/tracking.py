@@ -101,8 +101,9 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001 - any W&B failure falls back to offline
             if self.mode != "online":
                 raise
+            reason = " ".join(str(exc).split())
             print(
-                f"archbench: warning: W&B online run could not start ({exc}); "
+                f"archbench: warning: W&B online run could not start ({reason}); "
                 "logging offline for the rest of this benchmark",
                 file=sys.stderr,
             )

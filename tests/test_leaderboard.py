@@ -1,5 +1,6 @@
 """The leaderboard, from hand-made run directories with known answers (no TensorFlow)."""
 
+import math
 import re
 import subprocess
 import sys
@@ -138,6 +139,9 @@ def test_mcnemar_exact_matches_hand_computation():
     assert mcnemar_exact(7, 1) == pytest.approx(18 / 256)
     assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
     assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    # Large counts (computed in log space) against exact integer arithmetic.
+    exact = 2 * sum(math.comb(1000, i) for i in range(451)) / 2**1000
+    assert mcnemar_exact(450, 550) == pytest.approx(exact, rel=1e-9)
 
 
 def correctness(only_best: int, only_other: int, both: int, neither: int):

@@ -152,3 +152,18 @@ def test_trial_over_its_time_limit_fails_and_the_search_goes_on(tmp_path, monkey
     assert all("exceeded the trial time limit of 50 s" in t["error"] for t in trials)
     assert all(t["epochs_run"] == "1" for t in trials), "training stopped in the first epoch"
     assert row["status"] == "failed" and "time limit" in row["error"]
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_every_tuner_runs_the_same_recipe_to_a_result(tmp_path, tuner):
+    budget = dataclasses.replace(BUDGET, tuner=tuner, epochs=3, trials=2)
+    row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
+    assert row["status"] == "ok", row["error"]
+    assert trials and all(t["status"] == "COMPLETED" for t in trials)
+    if tuner == "hyperband":
+        # Hyperband's own bookkeeping rides along; later rounds continue earlier trials.
+        values = [json.loads(t["hyperparameters"]) for t in trials]
+        assert all("tuner/epochs" in v for v in values)
+        assert "tuner/" not in json.dumps(row["best_hyperparameters"])
+    else:
+        assert len(trials) == 2
