@@ -1,10 +1,12 @@
-"""Per-layer gradient norms (and histograms) logged to W&B from Keras 3 training.
+"""Training callbacks for W&B: epoch wall time, per-layer gradient norms and histograms.
 
 wandb's legacy ``WandbCallback`` and its gradient logging are gone, and ``wandb.watch`` is
 PyTorch-only, so this callback computes the gradients itself.
 """
 
 from __future__ import annotations
+
+import time
 
 import keras
 import numpy as np
@@ -13,6 +15,17 @@ import tensorflow as tf
 from benchmarks.tuning import LOSS
 
 GRADIENT_BATCH = 64
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs."""
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
 class GradientLogger(keras.callbacks.Callback):

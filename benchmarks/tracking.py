@@ -123,7 +123,10 @@ class Tracker:
             return []
         from wandb.integration.keras import WandbMetricsLogger
 
-        callbacks = [WandbMetricsLogger(log_freq="epoch")]
+        from benchmarks.gradients import EpochTimer
+
+        # The timer comes first: it adds `epoch_seconds` to the logs the W&B logger sends.
+        callbacks = [EpochTimer(), WandbMetricsLogger(log_freq="epoch")]
         if gradients:
             from benchmarks.gradients import GradientLogger
 

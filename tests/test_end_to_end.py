@@ -120,12 +120,16 @@ def runs_by_id(run_dir: Path) -> dict[str, Path]:
     return {p.name.rsplit("-", 1)[-1]: p for p in offline_runs(run_dir)}
 
 
+def read_back(path: Path) -> tuple[dict, list[dict]]:
+    """A run's summary object and its records, as `wandb leet inspect` reads them."""
+    return wandb_inspect(path, summary=True), wandb_inspect(path, summary=False)
+
+
 def test_trial_runs_hold_config_history_and_the_trials_csv_score(smoke_run):
     run_dir = smoke_run[0]
     paths = runs_by_id(run_dir)
     for trial in rundir.read_rows(run_dir / rundir.TRIALS):
-        path = paths[trial["wandb_run_id"]]
-        summary, records = wandb_inspect(path, summary=True), wandb_inspect(path, summary=False)
+        summary, records = read_back(paths[trial["wandb_run_id"]])
         config = summary["config"]
         assert config["architecture"] == trial["architecture"]
         assert config["trial_id"] == trial["trial_id"]
@@ -142,14 +146,14 @@ def test_trial_runs_hold_config_history_and_the_trials_csv_score(smoke_run):
         assert run["git"]["commit"] == config["git_commit"]
         epochs = [row for row in history(records) if "epoch/val_accuracy" in row]
         assert len(epochs) == int(trial["epochs_run"])
+        assert all(row["epoch/epoch_seconds"] > 0 and "epoch/learning_rate" in row for row in epochs)
 
 
 def test_final_runs_hold_test_accuracy_predictions_and_gradients(smoke_run):
     run_dir = smoke_run[0]
     paths = runs_by_id(run_dir)
     for result in rundir.read_rows(run_dir / rundir.RESULTS):
-        path = paths[result["wandb_run_id"]]
-        summary, records = wandb_inspect(path, summary=True), wandb_inspect(path, summary=False)
+        summary, records = read_back(paths[result["wandb_run_id"]])
         assert run_record(records)["job_type"] == "final"
         values = summary["summary"]
         assert values["test_accuracy"] == pytest.approx(float(result["test_accuracy"]))
@@ -165,7 +169,7 @@ def test_report_run_holds_the_leaderboard(smoke_run):
     known = {t["wandb_run_id"] for t in rundir.read_rows(run_dir / rundir.TRIALS)}
     known |= {r["wandb_run_id"] for r in rundir.read_rows(run_dir / rundir.RESULTS)}
     (report,) = [p for i, p in runs_by_id(run_dir).items() if i not in known]
-    summary, records = wandb_inspect(report, summary=True), wandb_inspect(report, summary=False)
+    summary, records = read_back(report)
     assert run_record(records)["job_type"] == "report"
     assert summary["summary"]["leaderboard"]["_type"] == "table-file"
     assert any(key.startswith("plots/") for key in summary["summary"])
