@@ -166,11 +166,9 @@ def test_pareto_set():
 
 
 def write_predictions(run, arch, correct):
-    labels = np.zeros(len(correct), dtype=int)
     rows = [{"seed": 0, "sample": i, "label": 0, "predicted": 0 if ok else 1, "confidence": 0.9}
             for i, ok in enumerate(correct)]
     rundir.write_rows(run / rundir.PREDICTIONS_DIR / f"{arch}.csv", rundir.PREDICTION_COLUMNS, rows)
-    return labels
 
 
 def test_significance_calls_a_noisy_win_a_tie(tmp_path):
