@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import platform
 import shutil
@@ -255,12 +256,15 @@ class ArchitectureBenchmark:
             on_trial_end=self._record_trial,
             gradients=self.options.trial_gradients,
         )
-        tuner = make_tuner(
-            self.hypermodel,
-            context,
-            directory=str(self.run_dir / rundir.TUNER_DIR),
-            project_name=rundir.safe_name(self.name),
-        )
+        project = self.run_dir / rundir.TUNER_DIR / rundir.safe_name(self.name)
+        try:
+            tuner = make_tuner(self.hypermodel, context, str(project.parent), project.name)
+        except json.JSONDecodeError as exc:
+            # Keras Tuner writes its JSON state in place; a kill mid-write can cut it short.
+            raise rundir.RunDirError(
+                f"the Keras Tuner state in {project} is unreadable ({exc}); delete that "
+                "directory to restart this architecture's search (its trials.csv rows stay)"
+            ) from exc
         s = self.splits
         tuner.search(s.x_tune, s.y_tune, validation_data=(s.x_val, s.y_val), verbose=0)
         return tuner

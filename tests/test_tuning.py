@@ -43,7 +43,7 @@ def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled",
           budget=BUDGET) -> tuple[dict, list[dict]]:
     options = RunOptions(architectures=[name], budget=budget, dataset=FASHION_MNIST,
                          output=tmp_path, name="t", wandb_mode=wandb_mode)
-    options.run_dir.mkdir(parents=True)
+    options.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(wandb_mode, "p", "t", tmp_path / "w")
     row = ArchitectureBenchmark(name, options, splits, tracker).run()
     return row, rundir.read_rows(options.run_dir / rundir.TRIALS)
@@ -167,3 +167,14 @@ def test_every_tuner_runs_the_same_recipe_to_a_result(tmp_path, tuner):
         assert "tuner/" not in json.dumps(row["best_hyperparameters"])
     else:
         assert len(trials) == 2
+
+
+def test_unreadable_tuner_state_fails_that_architecture_with_the_way_out(tmp_path):
+    project = tmp_path / "t" / "tuner" / "mlp"
+    project.mkdir(parents=True)
+    (project / "tuner0.json").write_text("{}")
+    (project / "oracle.json").write_text('{"ongoing_trials": {"tuner0": "0"')  # cut short
+    row, _ = bench("mlp", tmp_path, tiny_splits())
+    assert row["status"] == "failed"
+    assert "Keras Tuner state in" in row["error"] and "is unreadable" in row["error"]
+    assert "delete that directory" in row["error"]
