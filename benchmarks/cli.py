@@ -34,7 +34,7 @@ class UserError(Exception):
     """Bad input: reported as one line with exit code 2."""
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -58,7 +58,7 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(Budget):
         if field.name not in BUDGET_OPTIONS:
             continue
-        kind = {int: _positive_int, float: _number}.get(type(field.default), str)
+        kind = {int: _whole_number, float: _number}.get(type(field.default), str)
         group.add_argument(
             f"--{field.name.replace('_', '-')}", type=kind, default=None,
             help=BUDGET_OPTIONS[field.name],
