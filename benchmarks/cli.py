@@ -69,8 +69,15 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get the same one-line error and exit code as every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="archbench",
         description="Which CNN architecture should we use? Tune every registered architecture "
         "under one identical budget, log every trial to W&B, and rank them.",

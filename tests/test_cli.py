@@ -45,7 +45,9 @@ def test_non_numeric_budget_value_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--trials", "many"])
     assert exc.value.code == 2
-    assert "expected a whole number, got 'many'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected a whole number, got 'many'" in err
+    assert err.count("\n") == 1 and err.startswith("archbench run: error: ")
 
 
 def test_report_on_a_non_run_directory(capsys, tmp_path):
