@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3  # a distributed search lost its workers; finished results are kept
 
 # Budget fields that get a command-line override, with their help text.
 BUDGET_OPTIONS = {
@@ -102,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial-gradients", action="store_true",
         help="log per-layer gradient norms of every trial to W&B (always on for final runs)",
     )
+    scale = run.add_argument_group("scale out (Keras Tuner's distributed mode)")
+    scale.add_argument(
+        "--workers", type=_whole_number, default=0, metavar="N",
+        help="start N worker processes on this machine, this process being the chief "
+        "(one GPU per worker where GPUs exist, the CPU cores split between them otherwise)",
+    )
+    scale.add_argument(
+        "--role", choices=None, metavar="chief|worker",
+        help="this process's part in a search over several machines, configured by "
+        "KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT",
+    )
+    scale.add_argument(
+        "--threads", type=_whole_number, default=None, metavar="N",
+        help="TensorFlow threads of this process (default: TensorFlow's choice)",
+    )
+    scale.add_argument(
+        "--chief-timeout", type=_number, default=None, metavar="SECONDS",
+        help="the chief fails an architecture's search when no worker reports for this "
+        "long (default: 3600)",
+    )
     _add_budget_options(run)
 
     models = commands.add_parser("models", help="list registered architectures")
@@ -143,8 +164,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"archbench: warning: {module} failed to import and is skipped: {error}",
               file=sys.stderr)
 
+    from benchmarks.distributed import DEFAULT_TIMEOUT, ROLES
     from benchmarks.runner import RunOptions, run_benchmark
 
+    if args.role is not None and args.role not in ROLES:
+        raise UserError(f"unknown --role {args.role!r}; choose chief or worker")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if args.workers and args.role == "worker":
+        raise UserError("--workers starts workers from a chief; it cannot go with --role worker")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    timeout = DEFAULT_TIMEOUT if args.chief_timeout is None else args.chief_timeout
+    if not timeout > 0:
+        raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
     options = RunOptions(
         architectures=names,
         budget=budget,
@@ -157,6 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         trial_gradients=args.trial_gradients,
+        role=args.role,
+        workers=args.workers,
+        threads=args.threads,
+        chief_timeout=timeout,
     )
     return run_benchmark(options)
 
@@ -229,12 +266,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from benchmarks.budget import BudgetError
     from benchmarks.data import DataError
+    from benchmarks.distributed import DistributedError, WorkersLost
     from benchmarks.rundir import RunDirError
     from benchmarks.tracking import TrackingError
     from models.registry import RegistryError
     from reports.leaderboard import ReportError
 
-    return (UserError, BudgetError, DataError, RunDirError, TrackingError, RegistryError, ReportError)
+    errors = (UserError, BudgetError, DataError, RunDirError, TrackingError, RegistryError,
+              ReportError, DistributedError)
+    return errors, WorkersLost
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,13 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "models": cmd_models, "check": cmd_check, "report": cmd_report}
+    user_errors, stopped = _user_errors()
     try:
         return handlers[args.command](args)
-    except _user_errors() as exc:
+    except user_errors as exc:
         if args.debug:
             raise
         print(f"archbench: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_STOPPED if isinstance(exc, stopped) else EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -35,8 +35,12 @@ TRIAL_COLUMNS = [
     "val_accuracy_history",  # JSON list, one value per epoch trained in this trial
     "error",
     "wandb_run_id",
+    "worker",  # distributed runs: the tuner id of the worker that trained it
     "budget_hash",
 ]
+
+TRIAL_KEY = ["architecture", "trial_id"]
+WORKERS_DIR = "workers"  # distributed runs: workers/<tuner id>/trials.csv and logs
 
 RESULT_COLUMNS = [
     "architecture",
@@ -146,3 +150,26 @@ def require_run_dir(path: Path) -> Path:
     if not is_run_dir(path):
         raise RunDirError(f"{path} is not an archbench run directory (no {MANIFEST})")
     return path
+
+
+def merge_worker_trials(run_dir: Path) -> int:
+    """Fold the trial rows written by the workers of a distributed run into ``trials.csv``.
+
+    A worker's row replaces the chief's row of the same trial (the chief knows a trial
+    only from its oracle; the worker also knows its epochs, seconds and history).
+
+    Returns:
+        The number of worker rows merged.
+    """
+    worker_rows = [
+        row
+        for path in sorted((run_dir / WORKERS_DIR).glob(f"*/{TRIALS}"))
+        for row in read_rows(path)
+    ]
+    if not worker_rows:
+        return 0
+    merged = {tuple(r[k] for k in TRIAL_KEY): r for r in read_rows(run_dir / TRIALS)}
+    for row in worker_rows:
+        merged[tuple(row[k] for k in TRIAL_KEY)] = row
+    write_rows(run_dir / TRIALS, TRIAL_COLUMNS, merged.values())
+    return len(worker_rows)

@@ -16,13 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src.distribute import oracle_client
 
 from benchmarks import rundir
-from benchmarks.budget import Budget
+from benchmarks.budget import PRESETS, Budget
 from benchmarks.data import Dataset, DatasetSpec, Splits, load_dataset, make_splits
+from benchmarks.distributed import (
+    DEFAULT_TIMEOUT,
+    ChiefServer,
+    Cluster,
+    DistributedError,
+    LocalWorkers,
+    WorkersLost,
+    drain,
+    free_port_range,
+)
 from benchmarks.lock import RunLock
 from benchmarks.measure import measure
 from benchmarks.tracking import Tracker
@@ -54,10 +66,18 @@ class RunOptions:
     wandb_project: str = "archbench"
     wandb_entity: str | None = None
     trial_gradients: bool = False
+    role: str | None = None  # None: one process; "chief" or "worker" of a distributed search
+    workers: int = 0  # worker processes this run starts on this machine (0: none)
+    threads: int | None = None  # TensorFlow threads of this process (None: TF's default)
+    chief_timeout: float = DEFAULT_TIMEOUT
 
     @property
     def run_dir(self) -> Path:
         return self.output / rundir.safe_name(self.name)
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers > 0 or self.role is not None
 
 
 def now() -> str:
@@ -74,7 +94,7 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
         RunDirError: the directory belongs to another run, or cannot be written.
     """
     path = options.run_dir
-    if path.exists() and not rundir.is_run_dir(path) and any(path.iterdir()):
+    if path.exists() and not rundir.is_run_dir(path) and _foreign_files(path):
         raise rundir.RunDirError(
             f"{path} exists and is not an archbench run directory; choose another --name"
         )
@@ -106,6 +126,12 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
             "its own settings, or start a new run with --name NAME (or --overwrite)"
         )
     return manifest
+
+
+def _foreign_files(path: Path) -> list[Path]:
+    """What a directory holds besides what archbench's workers may write before the chief."""
+    own = {rundir.TUNER_DIR, rundir.WORKERS_DIR, rundir.WANDB_DIR}
+    return [p for p in path.iterdir() if p.name not in own and not p.name.startswith(".")]
 
 
 def environment() -> dict[str, Any]:
@@ -184,13 +210,17 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
 class ArchitectureBenchmark:
     """Tune, retrain, evaluate and measure one architecture."""
 
-    def __init__(self, name: str, options: RunOptions, splits: Splits, tracker: Tracker):
+    def __init__(
+        self, name: str, options: RunOptions, splits: Splits, tracker: Tracker,
+        trials_path: Path | None = None,
+    ):
         self.name = name
         self.options = options
         self.budget = options.budget
         self.splits = splits
         self.tracker = tracker
         self.run_dir = options.run_dir
+        self.trials_path = trials_path or self.run_dir / rundir.TRIALS
         self.architecture = get_architecture(name)
         spec = options.dataset
         self.hypermodel = SuiteHyperModel(
@@ -210,9 +240,17 @@ class ArchitectureBenchmark:
     def run(self) -> dict[str, Any]:
         """Run every stage and return the architecture's ``results.csv`` row."""
         try:
-            tuner = self._search()
+            tuner = self.make_tuner()
+            self.search(tuner)
         except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
-            return self._failed(f"search failed: {_one_line(exc)}")
+            return self.search_failed(exc)
+        return self.conclude(tuner)
+
+    def search_failed(self, exc: BaseException) -> dict[str, Any]:
+        return self._failed(f"search failed: {_one_line(exc)}")
+
+    def conclude(self, tuner: kt.Tuner) -> dict[str, Any]:
+        """The ``results.csv`` row once the search is over: best trial, final, measurements."""
         trials = rundir.read_rows(self.run_dir / rundir.TRIALS)
         mine = [t for t in trials if t["architecture"] == self.name]
         completed = sum(t["status"] == "COMPLETED" for t in mine)
@@ -247,13 +285,19 @@ class ArchitectureBenchmark:
             "budget_hash": self.budget.hash,
         }
 
-    def _search(self) -> kt.Tuner:
+    def make_tuner(self) -> kt.Tuner:
+        """This architecture's tuner, resumed from the run directory when it exists.
+
+        Raises:
+            RunDirError: Keras Tuner's saved state is unreadable.
+            Exception: whatever the architecture's ``build`` raises at its defaults.
+        """
         context = SearchContext(
             architecture=self.architecture,
             budget=self.budget,
             tracker=self.tracker,
             base_config=self.base_config,
-            on_trial_end=self._record_trial,
+            on_trial_end=self.record_trial,
             gradients=self.options.trial_gradients,
         )
         project = self.run_dir / rundir.TUNER_DIR / rundir.safe_name(self.name)
@@ -265,34 +309,45 @@ class ArchitectureBenchmark:
                 f"the Keras Tuner state in {project} is unreadable ({exc}); delete that "
                 "directory to restart this architecture's search (its trials.csv rows stay)"
             ) from exc
-        s = self.splits
-        tuner.search(s.x_tune, s.y_tune, validation_data=(s.x_val, s.y_val), verbose=0)
         return tuner
 
-    def _record_trial(self, trial, record: TrialRecord) -> None:
-        error = _last_line(trial.message) if trial.status != "COMPLETED" else ""
+    def search(self, tuner: kt.Tuner) -> None:
+        """Run the search (as a worker of a distributed search: the chief's trials)."""
+        s = self.splits
+        tuner.search(s.x_tune, s.y_tune, validation_data=(s.x_val, s.y_val), verbose=0)
+
+    def record_trial(self, trial, record: TrialRecord | None) -> None:
+        """Write the ``trials.csv`` row of an ended trial.
+
+        ``record`` is None on the chief of a distributed search, which knows a trial only
+        from its oracle; the worker that trained it writes the full row.
+        """
+        completed = trial.status == "COMPLETED"
+        error = "" if completed else _last_line(trial.message)
+        score = trial.score
+        if completed and record is not None and record.val_accuracy_history:
+            score = max(record.val_accuracy_history)  # a worker's trial carries no score
+        detail = record is not None
+        record = record or TrialRecord()
         row = {
             "architecture": self.name,
             "trial_id": trial.trial_id,
             "status": trial.status,
-            "score": trial.score if trial.status == "COMPLETED" else None,
-            "epochs_run": record.epochs_run,
-            "train_seconds": round(record.train_seconds, 3),
+            "score": score if completed else None,
+            "epochs_run": record.epochs_run if detail else None,
+            "train_seconds": round(record.train_seconds, 3) if detail else None,
             "hyperparameters": dict(trial.hyperparameters.values),
             "val_accuracy_history": [round(v, 6) for v in record.val_accuracy_history],
             "error": error,
             "wandb_run_id": record.wandb_run_id,
+            "worker": record.worker,
             "budget_hash": self.budget.hash,
         }
-        rundir.upsert_row(
-            self.run_dir / rundir.TRIALS, rundir.TRIAL_COLUMNS, row, ["architecture", "trial_id"]
-        )
-        score = f"val_accuracy {trial.score:.4f}" if row["score"] is not None else error
-        print(
-            f"  [{self.name}] trial {trial.trial_id} {trial.status.lower()}: {score} "
-            f"({record.train_seconds:.1f} s)",
-            flush=True,
-        )
+        rundir.upsert_row(self.trials_path, rundir.TRIAL_COLUMNS, row, rundir.TRIAL_KEY)
+        outcome = f"val_accuracy {score:.4f}" if row["score"] is not None else error
+        seconds = f" ({record.train_seconds:.1f} s)" if detail else ""
+        print(f"  [{self.name}] trial {trial.trial_id} {trial.status.lower()}: {outcome}"
+              f"{seconds}", flush=True)
 
     def _final(self, hp: kt.HyperParameters) -> dict[str, Any]:
         """Retrain the best configuration per final seed; evaluate once on the test set."""
@@ -390,18 +445,34 @@ def run_benchmark(options: RunOptions) -> int:
     """Run the whole benchmark; returns EXIT_OK or EXIT_ARCHITECTURE_FAILED.
 
     Raises:
-        DataError, RunDirError, RegistryError: bad input, before any training.
+        DataError, RunDirError, RegistryError, DistributedError: bad input or settings,
+            before any training.
     """
     started = time.perf_counter()
+    set_threads(options.threads)
+    cluster = Cluster.from_environment(options.role, options.chief_timeout) if options.role else None
     # Data first: bad data is refused before anything is written.
     dataset = load_dataset(options.dataset, options.data_dir)
     b = options.budget
     splits = make_splits(dataset, b.val_size, b.train_size, b.final_train_size, b.seed)
+    if cluster is not None and not cluster.is_chief:
+        return run_worker(options, splits, cluster)
     with RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir):
-        return _run_locked(options, dataset, splits, started)
+        return _run_locked(options, dataset, splits, started, cluster)
 
 
-def _run_locked(options: RunOptions, dataset: Dataset, splits: Splits, started: float) -> int:
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's threads (workers sharing a CPU split its cores between them)."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _run_locked(
+    options: RunOptions, dataset: Dataset, splits: Splits, started: float, cluster: Cluster | None
+) -> int:
     manifest = _open_manifest(options, dataset, splits)
     run_dir = options.run_dir
     tracker = Tracker(
@@ -415,7 +486,10 @@ def _run_locked(options: RunOptions, dataset: Dataset, splits: Splits, started: 
         f"writing {run_dir}",
         flush=True,
     )
-    ran = _benchmark_all(options, splits, tracker)
+    if options.distributed:
+        ran = _benchmark_distributed(options, splits, tracker, cluster)
+    else:
+        ran = _benchmark_all(options, splits, tracker)
 
     manifest["finished_at"] = now()
     previous = manifest.get("wall_seconds") or 0
@@ -502,6 +576,149 @@ def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker) -> int
         print(f"{prefix}: {_summary(row)} ({time.perf_counter() - arch_start:.0f} s)", flush=True)
         ran += 1
     return ran
+
+
+def _benchmark_distributed(
+    options: RunOptions, splits: Splits, tracker: Tracker, cluster: Cluster | None
+) -> int:
+    """The chief of a distributed search: serve each architecture's oracle to the workers,
+    then train, evaluate and measure the best configurations here, with no worker running.
+
+    Returns:
+        How many architectures were benchmarked (not skipped as already finished).
+    """
+    run_dir, names = options.run_dir, options.architectures
+    if cluster is None:  # --workers N: a chief and its workers on this machine
+        cluster = Cluster("chief", "127.0.0.1", free_port_range(len(names)), options.chief_timeout)
+    workers = None
+    if options.workers:
+        workers = LocalWorkers(
+            worker_argv(options), options.workers, cluster, run_dir / rundir.WORKERS_DIR,
+            threads=options.threads or _threads_per_worker(options.workers),
+            gpus=len(environment()["gpus"]),
+        )
+    done = finished_architectures(run_dir)
+    server = ChiefServer(cluster)
+    searched: list[tuple[ArchitectureBenchmark, kt.Tuner]] = []
+    where = (f"{options.workers} local worker(s)" if workers else
+             f"the workers of {cluster.ip}:{cluster.port}-{cluster.port + len(names) - 1}")
+    try:
+        if workers:
+            workers.start()
+        for index, name in enumerate(names):
+            prefix = f"[{index + 1}/{len(names)}] {name}"
+            if name in done:
+                server.skip(index)
+                print(f"{prefix}: already finished, skipped", flush=True)
+                continue
+            print(f"{prefix}: tuning {options.budget.trials} trial(s) with "
+                  f"{options.budget.tuner} on {where}", flush=True)
+            bench = ArchitectureBenchmark(name, options, splits, tracker)
+            try:
+                with cluster.serving(index):
+                    tuner = bench.make_tuner()
+                tuner.oracle.verbose = 0  # the chief's own progress lines say it all
+                tuner.save()
+                server.serve(
+                    index, tuner.oracle, on_trial_end=lambda t, b=bench: b.record_trial(t, None),
+                    poll=workers.poll if workers else None,
+                )
+            except WorkersLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
+                server.skip(index)
+                row = bench.search_failed(exc)
+                rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
+                print(f"{prefix}: {_summary(row)}", flush=True)
+                continue
+            finally:
+                rundir.merge_worker_trials(run_dir)
+            searched.append((bench, tuner))
+        if workers:
+            workers.stop()
+    finally:
+        if workers:
+            workers.kill()
+        server.close()
+        rundir.merge_worker_trials(run_dir)
+    for bench, tuner in searched:
+        start = time.perf_counter()
+        row = bench.conclude(tuner)
+        rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
+        print(f"{bench.name}: {_summary(row)} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return len(searched)
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def worker_argv(options: RunOptions) -> list[str]:
+    """The command line of a local worker: this run's options, role worker."""
+    argv = [sys.executable, "-m", "benchmarks.cli", "run", "--role", "worker",
+            "-a", *options.architectures, "--dataset", options.dataset.name,
+            "-o", str(options.output), "--name", options.name,
+            "--wandb-mode", options.wandb_mode, "--wandb-project", options.wandb_project,
+            "--budget", options.budget.name if options.budget.name in PRESETS else "quick"]
+    if options.data_dir:
+        argv += ["--data-dir", str(options.data_dir)]
+    if options.wandb_entity:
+        argv += ["--wandb-entity", options.wandb_entity]
+    if options.trial_gradients:
+        argv.append("--trial-gradients")
+    for field, value in options.budget.to_dict().items():
+        if field == "name":
+            continue
+        flag = "--" + field.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
+    """A worker of a distributed search: run the trials the chief hands out, architecture
+    after architecture, writing their rows to ``workers/<tuner id>/trials.csv``."""
+    run_dir = options.run_dir
+    if rundir.is_run_dir(run_dir):
+        manifest = rundir.read_json(run_dir / rundir.MANIFEST)
+        if manifest["budget"]["hash"] != options.budget.hash:
+            raise rundir.RunDirError(
+                f"this worker's budget ({options.budget.hash}) differs from the run's in "
+                f"{run_dir} ({manifest['budget']['hash']}); give every process the same options"
+            )
+    tracker = Tracker(
+        options.wandb_mode, options.wandb_project, options.name,
+        run_dir / rundir.WANDB_DIR, options.wandb_entity,
+    )
+    trials = run_dir / rundir.WORKERS_DIR / rundir.safe_name(cluster.tuner_id) / rundir.TRIALS
+    print(f"archbench: worker {cluster.tuner_id} of {cluster.ip}:{cluster.port}", flush=True)
+    try:
+        _work(options, splits, cluster, tracker, trials)
+    except grpc.RpcError as exc:
+        raise DistributedError(
+            f"worker {cluster.tuner_id} lost the chief at {cluster.ip}:{cluster.port}+: "
+            f"{exc.code().name} ({exc.details()})"
+        ) from exc
+    print(f"archbench: worker {cluster.tuner_id}: every search is over", flush=True)
+    return EXIT_OK
+
+
+def _work(options: RunOptions, splits: Splits, cluster: Cluster, tracker: Tracker, trials: Path):
+    # A worker waits for its chief as long as the chief waits for its workers.
+    oracle_client.TIMEOUT = cluster.timeout
+    for index, name in enumerate(options.architectures):
+        bench = ArchitectureBenchmark(name, options, splits, tracker, trials_path=trials)
+        with cluster.serving(index):
+            try:
+                tuner = bench.make_tuner()
+            except Exception as exc:  # noqa: BLE001 - reported to the chief as failed trials
+                record = TrialRecord(worker=cluster.tuner_id)
+                drain(cluster, index, bench.search_failed(exc)["error"],
+                      on_trial_end=lambda t, b=bench, r=record: b.record_trial(t, r))
+                continue
+            bench.search(tuner)
 
 
 def _summary(row: dict[str, Any]) -> str:

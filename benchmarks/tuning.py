@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ class TrialRecord:
     """What the suite learns about one trial while it runs."""
 
     wandb_run_id: str = ""
+    worker: str = ""  # Keras Tuner's tuner id of the process that trained it, if distributed
     epochs_run: int = 0
     train_seconds: float = 0.0
     val_accuracy_history: list[float] = field(default_factory=list)
@@ -201,7 +203,10 @@ class _SuiteTunerMixin:
         run = ctx.tracker.start(
             f"{name}-t{trial.trial_id}", "trial", config, [name, ctx.budget.name]
         )
-        record = ctx.records[trial.trial_id] = TrialRecord(wandb_run_id=run.id if run else "")
+        record = ctx.records[trial.trial_id] = TrialRecord(
+            wandb_run_id=run.id if run else "",
+            worker=self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else "",
+        )
         limit = TrialTimeLimit(ctx.budget.trial_timeout) if ctx.budget.trial_timeout else None
         start = time.perf_counter()
         try:

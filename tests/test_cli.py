@@ -23,6 +23,12 @@ def run_cli(capsys, *argv):
         (["--wandb-mode", "loud"], "unknown --wandb-mode 'loud'"),
         (["--dataset", "cifar99"], "unknown dataset 'cifar99'"),
         (["--data-dir", "/nonexistent/fm"], "data directory /nonexistent/fm does not exist"),
+        (["--workers", "-1"], "--workers must be 0 or more"),
+        (["--role", "worker", "--workers", "2"], "cannot go with --role worker"),
+        (["--role", "boss"], "unknown --role 'boss'"),
+        (["--role", "chief"], "--role chief needs the environment variable(s) KERASTUNER_TUNER_ID"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--chief-timeout", "0"], "--chief-timeout must be a positive number"),
     ],
 )
 def test_bad_run_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
