@@ -35,3 +35,11 @@ def lint(session: nox.Session) -> None:
     """Check style and common mistakes with ruff."""
     session.install("ruff")
     session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session(default=False)
+def perf(session: nox.Session) -> None:
+    """What the suite costs on top of training: suite vs plain Keras, workers vs one
+    process, input pipeline vs pre-batched tensors. `-- ARGS` go to benchmarks.perf."""
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks.perf", *session.posargs)

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 TUNERS = ("random", "bayesian", "hyperband")
+STRATEGIES = ("none", "mirrored")  # tf.distribute strategy of one trial
+SWITCHES = ("auto", "on", "off")
+# Fields added after budgets were first hashed: left out of the hash at these values, so
+# that existing run directories keep their hash and can still be resumed.
+_LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto"}
 
 
 class BudgetError(ValueError):
@@ -41,6 +46,13 @@ class Budget:
     lr_max: float = 1e-2
     seed: int = 0
     trial_timeout: int = 0  # seconds of training after which a trial fails (0 = no limit)
+    # Accelerators. distribute: "mirrored" trains each model on every visible GPU
+    # (batch_size is then the global batch). mixed_precision "auto": on with a GPU of
+    # compute capability 7.0 or more, off otherwise. xla "auto": Keras' rule, XLA on with
+    # a GPU, off on CPU and under tf.distribute.
+    distribute: str = "none"
+    mixed_precision: str = "auto"
+    xla: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
@@ -49,6 +61,15 @@ class Budget:
             _require(name, getattr(self, name), minimum=1)
         for name in ("train_size", "final_train_size", "patience", "seed", "trial_timeout"):
             _require(name, getattr(self, name), minimum=0)
+        if self.distribute not in STRATEGIES:
+            raise BudgetError(
+                f"unknown distribute strategy {self.distribute!r}; choose one of {', '.join(STRATEGIES)}"
+            )
+        for name in ("mixed_precision", "xla"):
+            if getattr(self, name) not in SWITCHES:
+                raise BudgetError(
+                    f"{name} must be one of {', '.join(SWITCHES)}, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.augment, bool):
             raise BudgetError(f"augment must be true or false, got {self.augment!r}")
         for name in ("lr_min", "lr_max"):
@@ -69,7 +90,10 @@ class Budget:
         The preset's ``name`` is left out: two budgets with the same values are the same
         budget whatever they are called.
         """
-        fields = {k: v for k, v in self.to_dict().items() if k != "name"}
+        fields = {
+            k: v for k, v in self.to_dict().items()
+            if k != "name" and _LATER_FIELDS.get(k, object()) != v
+        }
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -28,6 +28,9 @@ BUDGET_OPTIONS = {
     "lr_max": "upper end of the shared learning-rate range",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
+    "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",
+    "mixed_precision": "float16 compute: auto (on with a GPU of compute capability >= 7), on, off",
+    "xla": "XLA compilation: auto (Keras' rule: on with a GPU, off on CPU), on, off",
 }
 
 
@@ -119,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorFlow threads of this process (default: TensorFlow's choice)",
     )
     scale.add_argument(
+        "--recycle-after", type=_whole_number, default=0, metavar="TRIALS",
+        help="replace each worker process after this many trials, which keeps memory flat "
+        "(TensorFlow keeps a few MB per trained model; default 0: never)",
+    )
+    scale.add_argument(
         "--chief-timeout", type=_number, default=None, metavar="SECONDS",
         help="the chief fails an architecture's search when no worker reports for this "
         "long (default: 3600)",
@@ -173,6 +181,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
     if args.workers and args.role == "worker":
         raise UserError("--workers starts workers from a chief; it cannot go with --role worker")
+    if args.recycle_after < 0:
+        raise UserError(f"--recycle-after must be 0 or more, got {args.recycle_after}")
+    if args.recycle_after and not (args.workers or args.role == "worker"):
+        raise UserError("--recycle-after replaces worker processes: use it with --workers N")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     timeout = DEFAULT_TIMEOUT if args.chief_timeout is None else args.chief_timeout
@@ -194,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         chief_timeout=timeout,
+        recycle_after=args.recycle_after,
     )
     return run_benchmark(options)
 

@@ -33,6 +33,7 @@ ID_VAR = "KERASTUNER_TUNER_ID"
 IP_VAR = "KERASTUNER_ORACLE_IP"
 PORT_VAR = "KERASTUNER_ORACLE_PORT"
 ROLES = ("chief", "worker")
+EXIT_RECYCLE = 75  # a worker that ran its quota of trials exits with this, to be replaced
 POLL_SECONDS = 0.2
 DEFAULT_TIMEOUT = 3600.0
 
@@ -345,6 +346,9 @@ class LocalWorkers:
         for worker, process in self.processes.items():
             code = process.poll()
             if code is None or code == 0:
+                continue
+            if code == EXIT_RECYCLE:  # planned: memory back to the start
+                self._spawn(worker)
                 continue
             if self.restarts[worker] >= self.max_restarts:
                 raise WorkersLost(

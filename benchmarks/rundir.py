@@ -62,6 +62,7 @@ RESULT_COLUMNS = [
     "inference_images_per_second",
     "trials_completed",
     "trials_failed",
+    "search_seconds",  # wall time of the search (of the invocation that finished it)
     "wandb_run_id",
     "budget_hash",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -12,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,12 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.distribute import oracle_client
 
-from benchmarks import rundir
+from benchmarks import rundir, timing
 from benchmarks.budget import PRESETS, Budget
 from benchmarks.data import Dataset, DatasetSpec, Splits, load_dataset, make_splits
 from benchmarks.distributed import (
     DEFAULT_TIMEOUT,
+    EXIT_RECYCLE,
     ChiefServer,
     Cluster,
     DistributedError,
@@ -39,9 +42,13 @@ from benchmarks.lock import RunLock
 from benchmarks.measure import measure
 from benchmarks.tracking import Tracker
 from benchmarks.tuning import (
+    Recycle,
     SearchContext,
     SuiteHyperModel,
+    TrialQuota,
     TrialRecord,
+    apply_accelerator,
+    distribution_strategy,
     make_tuner,
 )
 from models.registry import get_architecture
@@ -70,6 +77,7 @@ class RunOptions:
     workers: int = 0  # worker processes this run starts on this machine (0: none)
     threads: int | None = None  # TensorFlow threads of this process (None: TF's default)
     chief_timeout: float = DEFAULT_TIMEOUT
+    recycle_after: int = 0  # a worker process is replaced after this many trials (0 = never)
 
     @property
     def run_dir(self) -> Path:
@@ -212,7 +220,7 @@ class ArchitectureBenchmark:
 
     def __init__(
         self, name: str, options: RunOptions, splits: Splits, tracker: Tracker,
-        trials_path: Path | None = None,
+        trials_path: Path | None = None, quota: TrialQuota | None = None,
     ):
         self.name = name
         self.options = options
@@ -221,6 +229,8 @@ class ArchitectureBenchmark:
         self.tracker = tracker
         self.run_dir = options.run_dir
         self.trials_path = trials_path or self.run_dir / rundir.TRIALS
+        self.quota = quota or TrialQuota()
+        self.search_seconds: float | None = None  # wall time of this invocation's search
         self.architecture = get_architecture(name)
         spec = options.dataset
         self.hypermodel = SuiteHyperModel(
@@ -239,11 +249,13 @@ class ArchitectureBenchmark:
 
     def run(self) -> dict[str, Any]:
         """Run every stage and return the architecture's ``results.csv`` row."""
+        start = time.perf_counter()
         try:
             tuner = self.make_tuner()
             self.search(tuner)
         except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
             return self.search_failed(exc)
+        self.search_seconds = time.perf_counter() - start
         return self.conclude(tuner)
 
     def search_failed(self, exc: BaseException) -> dict[str, Any]:
@@ -274,6 +286,7 @@ class ArchitectureBenchmark:
             "val_accuracy": best_trial.score,
             **final,
             **counts,
+            "search_seconds": round(self.search_seconds, 1) if self.search_seconds else None,
             "budget_hash": self.budget.hash,
         }
 
@@ -299,6 +312,7 @@ class ArchitectureBenchmark:
             base_config=self.base_config,
             on_trial_end=self.record_trial,
             gradients=self.options.trial_gradients,
+            quota=self.quota,
         )
         project = self.run_dir / rundir.TUNER_DIR / rundir.safe_name(self.name)
         try:
@@ -354,10 +368,12 @@ class ArchitectureBenchmark:
         s = self.splits
         accuracies, losses, prediction_rows, run_ids = [], [], [], []
         measurements = None
+        strategy = distribution_strategy(self.budget)
         for seed in self.budget.final_seed_values():
             keras.backend.clear_session()
             keras.utils.set_random_seed(seed)
-            model = self.hypermodel.build(hp)
+            with strategy.scope() if strategy else contextlib.nullcontext():
+                model = self.hypermodel.build(hp)
             config = {**self.base_config, "seed": seed, "hyperparameters": dict(hp.values)}
             run = self.tracker.start(
                 f"{self.name}-final-s{seed}", "final", config, [self.name, self.budget.name]
@@ -370,16 +386,18 @@ class ArchitectureBenchmark:
                         run, s.x_final, s.y_final, gradients=True
                     ),
                 )
-                probabilities = model.predict(s.x_test, batch_size=PREDICT_BATCH, verbose=0)
-                accuracy, loss, rows = _evaluate(probabilities, s.y_test, seed)
+                with timing.phase(timing.EVALUATION):
+                    probabilities = model.predict(s.x_test, batch_size=PREDICT_BATCH, verbose=0)
+                    accuracy, loss, rows = _evaluate(probabilities, s.y_test, seed)
                 self.tracker.log_test_predictions(
                     run, s.x_test, s.y_test, probabilities, self.options.dataset.class_names
                 )
                 if measurements is None:
                     # Timing trains the model further: measure after its predictions are kept.
-                    measurements = measure(
-                        model, s.x_final, s.y_final, self.budget.batch_size, len(s.y_final)
-                    )
+                    with timing.phase(timing.MEASUREMENT):
+                        measurements = measure(
+                            model, s.x_final, s.y_final, self.budget.batch_size, len(s.y_final)
+                        )
             except BaseException:
                 self.tracker.finish(run, exit_code=1)
                 raise
@@ -449,7 +467,9 @@ def run_benchmark(options: RunOptions) -> int:
             before any training.
     """
     started = time.perf_counter()
+    clock = timing.Phases()
     set_threads(options.threads)
+    accelerator = apply_accelerator(options.budget)
     cluster = Cluster.from_environment(options.role, options.chief_timeout) if options.role else None
     # Data first: bad data is refused before anything is written.
     dataset = load_dataset(options.dataset, options.data_dir)
@@ -457,8 +477,9 @@ def run_benchmark(options: RunOptions) -> int:
     splits = make_splits(dataset, b.val_size, b.train_size, b.final_train_size, b.seed)
     if cluster is not None and not cluster.is_chief:
         return run_worker(options, splits, cluster)
-    with RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir):
-        return _run_locked(options, dataset, splits, started, cluster)
+    lock = RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir)
+    with lock, timing.recording(clock):
+        return _run_locked(options, dataset, splits, started, cluster, accelerator)
 
 
 def set_threads(threads: int | None) -> None:
@@ -471,9 +492,11 @@ def set_threads(threads: int | None) -> None:
 
 
 def _run_locked(
-    options: RunOptions, dataset: Dataset, splits: Splits, started: float, cluster: Cluster | None
+    options: RunOptions, dataset: Dataset, splits: Splits, started: float,
+    cluster: Cluster | None, accelerator: dict[str, Any],
 ) -> int:
     manifest = _open_manifest(options, dataset, splits)
+    manifest["accelerator"] = accelerator
     run_dir = options.run_dir
     tracker = Tracker(
         options.wandb_mode, options.wandb_project, options.name,
@@ -486,28 +509,30 @@ def _run_locked(
         f"writing {run_dir}",
         flush=True,
     )
+    times = _TimeBook(manifest, run_dir)
     if options.distributed:
-        ran = _benchmark_distributed(options, splits, tracker, cluster)
+        ran = _benchmark_distributed(options, splits, tracker, cluster, times)
     else:
-        ran = _benchmark_all(options, splits, tracker)
-
-    manifest["finished_at"] = now()
-    previous = manifest.get("wall_seconds") or 0
-    manifest["wall_seconds"] = round(previous + time.perf_counter() - started, 1)
-    manifest["wandb"]["mode"] = tracker.mode
-    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+        ran = _benchmark_all(options, splits, tracker, times)
 
     from reports.leaderboard import LEADERBOARD_CSV, write_leaderboard
 
+    manifest["wandb"]["mode"] = tracker.mode
     leaderboard = write_leaderboard(run_dir)
-    print(f"archbench: leaderboard written to {leaderboard}")
     report_config = {"benchmark": options.name, "budget": b.to_dict(), "budget_hash": b.hash,
                      "dataset": dataset.spec.name, "architectures": manifest["architectures"],
                      "git_commit": git_state()["commit"]}
     if ran:  # a rerun that trained nothing adds no second report run
         report_id = tracker.log_report(report_config, leaderboard, leaderboard.parent / LEADERBOARD_CSV)
         manifest["wandb"]["report_run_id"] = report_id
-        rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+    manifest["finished_at"] = now()
+    previous = manifest.get("wall_seconds") or 0
+    manifest["wall_seconds"] = round(previous + time.perf_counter() - started, 1)
+    times.finish_run()
+    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
+    # Rendered again so that it shows the whole run's time, the report run included.
+    write_leaderboard(run_dir)
+    print(f"archbench: leaderboard written to {leaderboard}")
     sync = tracker.sync_command()
     if sync:
         print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
@@ -555,7 +580,43 @@ def _open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dic
     return manifest
 
 
-def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker) -> int:
+class _TimeBook:
+    """Writes the time breakdown into the manifest: per architecture, and for the run.
+
+    Both come from the run's one clock (``timing.recording`` in ``run_benchmark``), so the
+    architectures' phases and the run's add up; a resumed run adds to what is there.
+    """
+
+    def __init__(self, manifest: dict[str, Any], run_dir: Path) -> None:
+        self.manifest = manifest
+        self.run_dir = run_dir
+        self.book = manifest.setdefault("time", {"architectures": {}, "run": {}})
+        self._run_start: dict[str, float] = {}  # the run's clock starts with run_benchmark
+
+    @staticmethod
+    def _now() -> dict[str, float]:
+        clock = timing.current()
+        return clock.summary() if clock is not None else {}
+
+    @staticmethod
+    def _add(into: dict[str, float], start: dict[str, float], end: dict[str, float]) -> None:
+        for key, value in end.items():
+            into[key] = round(into.get(key, 0.0) + value - start.get(key, 0.0), 3)
+
+    @contextlib.contextmanager
+    def architecture(self, name: str) -> Iterator[None]:
+        start = self._now()
+        try:
+            yield
+        finally:
+            self._add(self.book["architectures"].setdefault(name, {}), start, self._now())
+            rundir.write_json(self.run_dir / rundir.MANIFEST, self.manifest)
+
+    def finish_run(self) -> None:
+        self._add(self.book["run"], self._run_start, self._now())
+
+
+def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker, times: _TimeBook) -> int:
     """Every architecture in turn; each result row is written as soon as it is known.
 
     Returns:
@@ -571,15 +632,17 @@ def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker) -> int
             continue
         print(f"{prefix}: tuning {b.trials} trial(s) with {b.tuner}", flush=True)
         arch_start = time.perf_counter()
-        row = ArchitectureBenchmark(name, options, splits, tracker).run()
-        rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
+        with times.architecture(name):
+            row = ArchitectureBenchmark(name, options, splits, tracker).run()
+            rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
         print(f"{prefix}: {_summary(row)} ({time.perf_counter() - arch_start:.0f} s)", flush=True)
         ran += 1
     return ran
 
 
 def _benchmark_distributed(
-    options: RunOptions, splits: Splits, tracker: Tracker, cluster: Cluster | None
+    options: RunOptions, splits: Splits, tracker: Tracker, cluster: Cluster | None,
+    times: _TimeBook,
 ) -> int:
     """The chief of a distributed search: serve each architecture's oracle to the workers,
     then train, evaluate and measure the best configurations here, with no worker running.
@@ -614,15 +677,17 @@ def _benchmark_distributed(
             print(f"{prefix}: tuning {options.budget.trials} trial(s) with "
                   f"{options.budget.tuner} on {where}", flush=True)
             bench = ArchitectureBenchmark(name, options, splits, tracker)
+            start = time.perf_counter()
             try:
-                with cluster.serving(index):
+                with cluster.serving(index), times.architecture(name):
                     tuner = bench.make_tuner()
-                tuner.oracle.verbose = 0  # the chief's own progress lines say it all
-                tuner.save()
-                server.serve(
-                    index, tuner.oracle, on_trial_end=lambda t, b=bench: b.record_trial(t, None),
-                    poll=workers.poll if workers else None,
-                )
+                    tuner.oracle.verbose = 0  # the chief's own progress lines say it all
+                    tuner.save()
+                    with timing.phase(timing.SEARCH):
+                        server.serve(
+                            index, tuner.oracle, poll=workers.poll if workers else None,
+                            on_trial_end=lambda t, b=bench: b.record_trial(t, None),
+                        )
             except WorkersLost:
                 raise
             except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
@@ -633,6 +698,7 @@ def _benchmark_distributed(
                 continue
             finally:
                 rundir.merge_worker_trials(run_dir)
+            bench.search_seconds = time.perf_counter() - start
             searched.append((bench, tuner))
         if workers:
             workers.stop()
@@ -643,8 +709,9 @@ def _benchmark_distributed(
         rundir.merge_worker_trials(run_dir)
     for bench, tuner in searched:
         start = time.perf_counter()
-        row = bench.conclude(tuner)
-        rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
+        with times.architecture(bench.name):
+            row = bench.conclude(tuner)
+            rundir.upsert_row(run_dir / rundir.RESULTS, rundir.RESULT_COLUMNS, row, ["architecture"])
         print(f"{bench.name}: {_summary(row)} ({time.perf_counter() - start:.0f} s)", flush=True)
     return len(searched)
 
@@ -666,6 +733,8 @@ def worker_argv(options: RunOptions) -> list[str]:
         argv += ["--wandb-entity", options.wandb_entity]
     if options.trial_gradients:
         argv.append("--trial-gradients")
+    if options.recycle_after:
+        argv += ["--recycle-after", str(options.recycle_after)]
     for field, value in options.budget.to_dict().items():
         if field == "name":
             continue
@@ -696,6 +765,9 @@ def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
     print(f"archbench: worker {cluster.tuner_id} of {cluster.ip}:{cluster.port}", flush=True)
     try:
         _work(options, splits, cluster, tracker, trials)
+    except Recycle as exc:
+        print(f"archbench: worker {cluster.tuner_id} {exc}; exiting to be replaced", flush=True)
+        return EXIT_RECYCLE
     except grpc.RpcError as exc:
         raise DistributedError(
             f"worker {cluster.tuner_id} lost the chief at {cluster.ip}:{cluster.port}+: "
@@ -708,8 +780,9 @@ def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
 def _work(options: RunOptions, splits: Splits, cluster: Cluster, tracker: Tracker, trials: Path):
     # A worker waits for its chief as long as the chief waits for its workers.
     oracle_client.TIMEOUT = cluster.timeout
+    quota = TrialQuota(options.recycle_after)
     for index, name in enumerate(options.architectures):
-        bench = ArchitectureBenchmark(name, options, splits, tracker, trials_path=trials)
+        bench = ArchitectureBenchmark(name, options, splits, tracker, trials, quota)
         with cluster.serving(index):
             try:
                 tuner = bench.make_tuner()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks import timing
 from benchmarks.rundir import safe_name
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -73,6 +74,7 @@ class Tracker:
     def enabled(self) -> bool:
         return self.mode != "disabled"
 
+    @timing.timed(timing.WANDB)
     def start(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]):
         """Start a run and return it, or None when W&B is disabled.
 
@@ -111,6 +113,7 @@ class Tracker:
             return wandb.init(mode="offline", **kwargs)
 
     @staticmethod
+    @timing.timed(timing.WANDB)
     def finish(run, exit_code: int = 0) -> None:
         """Finish ``run`` (a no-op for None) so that the next ``start`` opens a new one."""
         if run is not None:
@@ -134,6 +137,7 @@ class Tracker:
         return callbacks
 
     @staticmethod
+    @timing.timed(timing.WANDB)
     def log_test_predictions(run, images, labels, probabilities, class_names, samples: int = 20) -> None:
         """A confusion matrix and a table of test images: random ones and the most
         confident mistakes, with true and predicted class and confidence."""
@@ -159,6 +163,7 @@ class Tracker:
                                names[predicted[i]], float(confidence[i]))
         run.log({"test/predictions": table})
 
+    @timing.timed(timing.WANDB)
     def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> str | None:
         """The benchmark's own run (``job_type=report``): the leaderboard as a table, the
         plots as images, and the markdown, CSV and plots as an artifact. Returns its id."""

@@ -14,6 +14,7 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
+from benchmarks import timing
 from benchmarks.budget import Budget
 from benchmarks.tracking import Tracker
 from models.registry import Architecture
@@ -21,6 +22,35 @@ from models.registry import Architecture
 OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
 LOSS = "sparse_categorical_crossentropy"
 LEARNING_RATE = "learning_rate"  # the one hyperparameter the suite adds to every space
+
+
+def apply_accelerator(budget: Budget) -> dict[str, Any]:
+    """Resolve the budget's accelerator fields on this machine; set the process-wide one.
+
+    Returns:
+        What is in effect, for the manifest: GPUs seen, mixed precision, XLA, strategy.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    mixed = budget.mixed_precision == "on" or (
+        budget.mixed_precision == "auto" and any(_compute_capability(g) >= (7, 0) for g in gpus)
+    )
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if budget.xla == "auto":  # Keras' own rule for jit_compile="auto"
+        xla = bool(gpus) and budget.distribute == "none"
+    else:
+        xla = budget.xla == "on"
+    return {"gpus": len(gpus), "mixed_precision": mixed, "xla": xla,
+            "distribute": budget.distribute}
+
+
+def _compute_capability(gpu) -> tuple[int, int]:
+    details = tf.config.experimental.get_device_details(gpu)
+    return tuple(details.get("compute_capability") or (0, 0))
+
+
+def distribution_strategy(budget: Budget) -> tf.distribute.Strategy | None:
+    """The strategy one training runs under: MirroredStrategy over every visible GPU."""
+    return tf.distribute.MirroredStrategy() if budget.distribute == "mirrored" else None
 
 
 class ArchitectureError(ValueError):
@@ -83,10 +113,15 @@ class SuiteHyperModel(kt.HyperModel):
         )
         if self.budget.augment:
             model = _with_augmentation(model, self.input_shape)
+        if keras.mixed_precision.global_policy().compute_dtype == "float16":
+            # Softmax and loss in float32: float16 probabilities lose small classes.
+            outputs = keras.layers.Activation("linear", dtype="float32")(model.outputs[0])
+            model = keras.Model(model.inputs, outputs, name=model.name)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=LOSS,
             metrics=["accuracy"],
+            jit_compile={"auto": "auto", "on": True, "off": False}[self.budget.xla],
         )
         return model
 
@@ -103,12 +138,76 @@ class SuiteHyperModel(kt.HyperModel):
             )
         kwargs.setdefault("epochs", self.budget.epochs)
         kwargs.setdefault("verbose", 0)
-        return model.fit(
-            *args,
-            batch_size=self.budget.batch_size,
-            callbacks=[*(callbacks or []), *shared, *extra_callbacks],
-            **kwargs,
-        )
+        clock = timing.current()
+        if clock is not None:  # charge what the callbacks and validation take to them
+            callbacks = [TimedCallback(c, clock, timing.TUNER) for c in callbacks or []]
+            extra_callbacks = [
+                c if isinstance(c, TrialTimeLimit) else TimedCallback(c, clock, timing.WANDB)
+                for c in extra_callbacks
+            ]
+            shared.append(ValidationTimer(clock))
+        with timing.phase(timing.TRAINING):
+            return model.fit(
+                *args,
+                batch_size=self.budget.batch_size,
+                callbacks=[*(callbacks or []), *shared, *extra_callbacks],
+                **kwargs,
+            )
+
+
+_HOOKS = [
+    f"on_{stage}_{event}"
+    for stage in ("batch", "epoch", "train_batch", "test_batch", "predict_batch",
+                  "train", "test", "predict")
+    for event in ("begin", "end")
+]
+
+
+class TimedCallback(keras.callbacks.Callback):
+    """Runs ``inner`` with its time charged to ``phase``.
+
+    Only the hooks ``inner`` overrides are wrapped: Keras skips per-batch work for
+    callbacks whose batch hooks are the defaults, and so must this wrapper.
+    """
+
+    def __init__(self, inner: keras.callbacks.Callback, clock: timing.Phases, phase: str):
+        super().__init__()
+        self.inner = inner
+        self.async_safe = getattr(inner, "async_safe", False)
+        for hook in _HOOKS:
+            method = getattr(inner, hook, None)
+            if method is not None and not getattr(method, "_is_default", False):
+                setattr(self, hook, self._timed(method, clock, phase))
+
+    @staticmethod
+    def _timed(method, clock: timing.Phases, phase: str):
+        def hook(*args, **kwargs):
+            with clock.phase(phase):
+                return method(*args, **kwargs)
+
+        return hook
+
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def set_params(self, params) -> None:
+        super().set_params(params)
+        self.inner.set_params(params)
+
+
+class ValidationTimer(keras.callbacks.Callback):
+    """Charges the validation pass at the end of each epoch to ``validation``."""
+
+    def __init__(self, clock: timing.Phases) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def on_test_begin(self, logs=None) -> None:
+        self.clock.enter(timing.VALIDATION)
+
+    def on_test_end(self, logs=None) -> None:
+        self.clock.exit()
 
 
 def check_model(model: Any, name: str, num_classes: int) -> None:
@@ -170,6 +269,27 @@ class TrialRecord:
     val_accuracy_history: list[float] = field(default_factory=list)
 
 
+class Recycle(Exception):  # noqa: N818 - a request, not an error
+    """This worker process has run its share of trials; it exits and is started afresh."""
+
+
+@dataclass
+class TrialQuota:
+    """Trials one process may run before it is replaced (0 = no limit).
+
+    TensorFlow keeps a few megabytes per trained model for the life of the process, even
+    after ``clear_session``; a worker replaced every few trials keeps memory flat.
+    """
+
+    limit: int = 0
+    done: int = 0
+
+    def count(self) -> None:
+        self.done += 1
+        if self.limit and self.done >= self.limit:
+            raise Recycle(f"ran {self.done} trial(s)")
+
+
 @dataclass
 class SearchContext:
     """What every trial of one architecture's search shares."""
@@ -181,6 +301,7 @@ class SearchContext:
     on_trial_end: Callable[[kt.engine.trial.Trial, TrialRecord], None]
     gradients: bool = False  # log per-layer gradient norms of every trial to W&B
     records: dict[str, TrialRecord] = field(default_factory=dict)
+    quota: TrialQuota = field(default_factory=TrialQuota)  # shared by a process's searches
 
 
 class _SuiteTunerMixin:
@@ -248,6 +369,7 @@ class _SuiteTunerMixin:
         super().on_trial_end(trial)
         record = self.context.records.pop(trial.trial_id, TrialRecord())
         self.context.on_trial_end(trial, record)
+        self.context.quota.count()  # after the trial is ended and recorded
 
 
 class RandomSearchTuner(_SuiteTunerMixin, kt.RandomSearch):
@@ -278,8 +400,9 @@ def make_tuner(
         seed=tuner_seed(budget.seed),
         directory=directory,
         project_name=project_name,
-        overwrite=False,
+        overwrite=False,  # never: it would delete the project under other workers
         context=context,
+        distribution_strategy=distribution_strategy(budget),
     )
     if budget.tuner == "hyperband":
         return HyperbandTuner(max_epochs=budget.epochs, factor=3, hyperband_iterations=1, **common)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks import rundir
+from benchmarks import rundir, timing
 from reports.stats import (
     SIGNIFICANCE,
     PairedComparison,
@@ -254,6 +254,31 @@ def parity_table(data: RunData) -> str:
     return _markdown(rows, headers)
 
 
+TIME_HEADERS = ["architecture", "wall s", "training", "validation", "final evaluation",
+                "measurement", "W&B", "Keras Tuner", "waiting for workers", "other",
+                "suite overhead"]
+
+
+def time_table(manifest: dict[str, Any]) -> str | None:
+    """Where the time went: each architecture's wall time split into phases, in percent.
+
+    The suite's overhead is everything but training, validation, final evaluation,
+    measurement and (distributed runs) the chief's wait for its workers.
+    """
+    book = manifest.get("time") or {}
+    entries = [(md_escape(name), t) for name, t in (book.get("architectures") or {}).items()]
+    if book.get("run"):
+        entries.append(("**whole run** (with start-up and report)", book["run"]))
+    if not entries:
+        return None
+    rows = []
+    for name, t in entries:
+        wall = t.get("wall") or 0.0
+        share = [f"{100 * t.get(p, 0.0) / wall:.1f}%" if wall else "-" for p in timing.PHASES]
+        rows.append([name, f"{wall:,.1f}", *share, f"{100 * timing.overhead_share(t):.1f}%"])
+    return _markdown(rows, TIME_HEADERS)
+
+
 def header(manifest: dict[str, Any]) -> list[str]:
     budget, dataset = manifest["budget"], manifest["dataset"]
     env, git, wandb = manifest.get("environment", {}), manifest.get("git", {}), manifest.get("wandb", {})
@@ -307,6 +332,11 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
         ]
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
               " unless flagged.", "", parity_table(data), ""]
+    times = time_table(data.manifest)
+    if times:
+        parts += ["## Where the time went", "",
+                  "Share of each architecture's wall time (this machine, this run). Training "
+                  "excludes the validation passes and the logging done inside it.", "", times, ""]
     failed = data.results[data.results["status"] != "ok"]
     if not failed.empty:
         parts += ["## Failed architectures", ""]

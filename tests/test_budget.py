@@ -37,7 +37,8 @@ def test_hash_is_stable_across_instances_and_ignores_the_name():
 @pytest.mark.parametrize(
     "field,value",
     [("trials", 4), ("epochs", 3), ("lr_max", 0.02), ("augment", True), ("seed", 1),
-     ("tuner", "bayesian"), ("trial_timeout", 60)],
+     ("tuner", "bayesian"), ("trial_timeout", 60), ("distribute", "mirrored"),
+     ("mixed_precision", "off"), ("mixed_precision", "on"), ("xla", "on"), ("xla", "off")],
 )
 def test_hash_changes_with_every_field(field, value):
     base = make_budget("quick")
@@ -56,6 +57,9 @@ def test_hash_changes_with_every_field(field, value):
         ({"lr_min": 0.1, "lr_max": 0.01}, "lr_min .* is larger than lr_max"),
         ({"tuner": "grid"}, "unknown tuner 'grid'"),
         ({"augment": "yes"}, "augment must be true or false"),
+        ({"distribute": "tpu"}, "unknown distribute strategy 'tpu'; choose one of none, mirrored"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of auto, on, off, got 'fp8'"),
+        ({"xla": True}, "xla must be one of auto, on, off, got True"),
         ({"colour": 3}, "unknown budget field"),
     ],
 )

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import rundir
+from benchmarks import rundir, timing
 from benchmarks.budget import make_budget
-from reports.leaderboard import LEADERBOARD_CSV, MAIN_HEADERS
+from reports.leaderboard import LEADERBOARD_CSV, MAIN_HEADERS, TIME_HEADERS
 from tests.conftest import table_rows, wandb_inspect
 
 ARCHS = ["simple_cnn", "mlp"]
@@ -278,3 +278,27 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
     with RunLock(lock_path, tmp_path / "x"):
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
     assert not lock_path.exists()
+
+
+def test_time_breakdown_adds_up_to_the_wall_time(smoke_run):
+    run_dir = smoke_run[0]
+    manifest = json.loads((run_dir / rundir.MANIFEST).read_text())
+    book = manifest["time"]
+    assert sorted(book["architectures"]) == sorted(ARCHS)
+    for name, t in [*book["architectures"].items(), ("run", book["run"])]:
+        phases = {p: t[p] for p in timing.PHASES}
+        assert all(v >= 0 for v in phases.values()), (name, t)
+        assert sum(phases.values()) == pytest.approx(t["wall"], rel=0.02, abs=0.05), (name, t)
+        for work in (timing.TRAINING, timing.VALIDATION, timing.EVALUATION, timing.MEASUREMENT,
+                     timing.WANDB, timing.TUNER):
+            assert t[work] > 0, (name, work, t)
+    run = book["run"]
+    assert sum(t["wall"] for t in book["architectures"].values()) < run["wall"]
+    for phase in timing.PHASES:
+        assert sum(t[phase] for t in book["architectures"].values()) <= run[phase] + 0.01
+    # Both invocations of the fixture are in the run's time, as in its wall time.
+    assert run["wall"] == pytest.approx(manifest["wall_seconds"], rel=0.05)
+    text = (run_dir / rundir.LEADERBOARD).read_text()
+    rows = table_rows(text, "## Where the time went")
+    assert [row[0].replace("\\_", "_") for row in rows[:-1]] == list(book["architectures"])
+    assert all(len(row) == len(TIME_HEADERS) for row in rows)

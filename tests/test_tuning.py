@@ -178,3 +178,34 @@ def test_unreadable_tuner_state_fails_that_architecture_with_the_way_out(tmp_pat
     assert row["status"] == "failed"
     assert "Keras Tuner state in" in row["error"] and "is unreadable" in row["error"]
     assert "delete that directory" in row["error"]
+
+
+@pytest.fixture
+def float32_afterwards():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterwards):
+    from benchmarks.tuning import apply_accelerator
+
+    assert apply_accelerator(BUDGET) == {  # "auto" on a CPU-only machine
+        "gpus": 0, "mixed_precision": False, "xla": False, "distribute": "none"}
+    forced = dataclasses.replace(BUDGET, mixed_precision="on", xla="on")
+    assert apply_accelerator(forced)["mixed_precision"] and apply_accelerator(forced)["xla"]
+    model = SuiteHyperModel(get_architecture("simple_cnn"), (28, 28, 1), 10, forced).build(
+        kt.HyperParameters())
+    assert model.jit_compile is True
+    assert any(layer.compute_dtype == "float16" for layer in model.layers)
+    assert model.output.dtype == "float32"  # softmax probabilities stay float32
+    x, y = synthetic_images(32)
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss if np.isscalar(loss) else loss[0])
+
+
+def test_a_mirrored_search_runs_under_its_strategy(tmp_path):
+    """On a CPU-only machine MirroredStrategy has one replica: the path, not the speed-up."""
+    budget = dataclasses.replace(BUDGET, distribute="mirrored", trials=1)
+    row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
+    assert row["status"] == "ok", row
+    assert [t["status"] for t in trials] == ["COMPLETED"]

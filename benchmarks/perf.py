@@ -1,0 +1,199 @@
+"""How much the suite costs on top of the training it runs: ``nox -s perf``.
+
+Three comparisons on this machine, in one invocation:
+
+a. the suite's search (Keras Tuner, W&B offline, records) against a plain Keras loop that
+   trains the same models with the same hyperparameters, epochs, batches and data;
+b. ``--workers 2`` against one process on the same budget: trials per hour;
+c. the suite's input pipeline (``model.fit`` on in-memory arrays, shuffled every epoch,
+   a partial last batch) against pre-batched in-memory tensors, epoch by epoch, looking
+   for stalls before epochs.
+
+Timings, not tests: nothing here asserts on them. Results go to stdout and to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STALL_FACTOR = 2.0  # an epoch slower than this times the median epoch is a stall
+
+
+def _archbench(*argv: str) -> None:
+    env = {**os.environ, "WANDB_MODE": "offline", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", *argv], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def suite_vs_plain(arch: str, budget, output: Path) -> dict:
+    """(a): the same trials through the suite and through a plain Keras loop."""
+    import keras
+
+    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.runner import ArchitectureBenchmark, RunOptions
+    from benchmarks.tracking import Tracker
+    from benchmarks.tuning import LOSS, trial_seed
+    from models.registry import get_architecture
+
+    dataset = load_dataset(FASHION_MNIST)
+    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
+    architecture = get_architecture(arch)
+    import keras_tuner as kt
+
+    def plain(hps: list[dict]) -> float:
+        start = time.perf_counter()
+        for i, values in enumerate(hps):
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(trial_seed(budget.seed, str(i)))
+            hp = kt.HyperParameters()
+            hp.values = dict(values)
+            model = architecture.build(hp, FASHION_MNIST.image_shape, FASHION_MNIST.num_classes)
+            model.compile(keras.optimizers.Adam(values["learning_rate"]), LOSS, metrics=["accuracy"])
+            model.fit(s.x_tune, s.y_tune, batch_size=budget.batch_size, epochs=budget.epochs,
+                      validation_data=(s.x_val, s.y_val), verbose=0)
+        return time.perf_counter() - start
+
+    options = RunOptions([arch], budget, FASHION_MNIST, output, "perf-suite", wandb_mode="offline")
+    options.run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker("offline", "archbench-perf", options.name, options.run_dir / "wandb_files")
+    bench = ArchitectureBenchmark(arch, options, s, tracker)
+    plain([{"learning_rate": 1e-3}])  # warm-up: TensorFlow's first model is slower
+    start = time.perf_counter()
+    bench.search(bench.make_tuner())
+    suite = time.perf_counter() - start
+    from benchmarks import rundir
+
+    rows = rundir.read_rows(options.run_dir / rundir.TRIALS)
+    hps = [json.loads(r["hyperparameters"]) for r in sorted(rows, key=lambda r: r["trial_id"])]
+    plain_seconds = plain(hps)
+    return {"trials": len(hps), "suite_seconds": round(suite, 2),
+            "plain_seconds": round(plain_seconds, 2), "ratio": round(suite / plain_seconds, 3)}
+
+
+def workers_vs_one(arch: str, budget_args: list[str], output: Path, workers: int) -> dict:
+    """(b): trials per hour of the search, one process against ``workers`` workers."""
+    from benchmarks import rundir
+
+    result = {}
+    for label, extra in (("one_process", []), (f"workers_{workers}", ["--workers", str(workers)])):
+        name = f"perf-{label}"
+        _archbench("-a", arch, *budget_args, "-o", str(output), "--name", name, "--overwrite",
+                   "--wandb-mode", "offline", *extra)
+        (row,) = rundir.read_rows(output / name / rundir.RESULTS)
+        trials = int(row["trials_completed"]) + int(row["trials_failed"])
+        seconds = float(row["search_seconds"])
+        result[label] = {"trials": trials, "search_seconds": seconds,
+                         "trials_per_hour": round(3600 * trials / seconds, 1)}
+    one, many = result["one_process"], result[f"workers_{workers}"]
+    result["ratio"] = round(many["trials_per_hour"] / one["trials_per_hour"], 3)
+    return result
+
+
+def input_pipeline(arch: str, budget, epochs: int) -> dict:
+    """(c): epoch times through ``fit`` on arrays against pre-batched in-memory tensors."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from models.registry import get_architecture
+
+    dataset = load_dataset(FASHION_MNIST)
+    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
+    n = len(s.y_final)
+    batch = budget.batch_size
+
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self._start = [], 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    def run(data, **kwargs) -> list[float]:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = get_architecture(arch).build(kt.HyperParameters(), FASHION_MNIST.image_shape,
+                                             FASHION_MNIST.num_classes)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        timer = EpochTimes()
+        model.fit(*data, epochs=epochs + 1, verbose=0, callbacks=[timer], **kwargs)
+        return timer.seconds[1:]  # the first epoch traces the functions
+
+    suite = run((s.x_final, s.y_final), batch_size=batch)  # what the suite does
+    full = n // batch * batch  # pre-batched: whole batches only, already tensors
+    tensors = tf.data.Dataset.from_tensor_slices(
+        (tf.reshape(s.x_final[:full], (-1, batch, *s.x_final.shape[1:])),
+         tf.reshape(s.y_final[:full], (-1, batch)))
+    ).cache()
+    prebatched = run((tensors,))
+
+    def stats(seconds: list[float], images: int) -> dict:
+        median = statistics.median(seconds)
+        return {"epoch_seconds": [round(x, 3) for x in seconds],
+                "images_per_second": round(images / median, 1),
+                "stalls": sum(x > STALL_FACTOR * median for x in seconds)}
+
+    a, b = stats(suite, n), stats(prebatched, full)
+    return {"images": n, "batch_size": batch, "suite": a, "prebatched": b,
+            "ratio": round(b["images_per_second"] / a["images_per_second"], 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--architecture", "-a", default="simple_cnn")
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of the pipeline comparison")
+    parser.add_argument("--output", "-o", type=Path, default=Path("runs/perf"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+    from benchmarks.budget import make_budget
+
+    budget = make_budget(args.budget, trials=args.trials)
+    args.output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report = {"architecture": args.architecture, "budget": budget.to_dict(), "cpu_count": os.cpu_count()}
+    print(f"perf: {args.architecture}, budget {args.budget} with {args.trials} trials", flush=True)
+
+    report["a_suite_vs_plain"] = a = suite_vs_plain(args.architecture, budget, args.output)
+    print(f"(a) suite search {a['suite_seconds']} s, plain Keras {a['plain_seconds']} s for the same "
+          f"{a['trials']} trials: ratio {a['ratio']}", flush=True)
+
+    budget_args = ["--budget", args.budget, "--trials", str(args.trials)]
+    report["b_workers"] = b = workers_vs_one(args.architecture, budget_args, args.output, args.workers)
+    one, many = b["one_process"], b[f"workers_{args.workers}"]
+    print(f"(b) trials per hour: one process {one['trials_per_hour']}, {args.workers} workers "
+          f"{many['trials_per_hour']}: ratio {b['ratio']}", flush=True)
+
+    report["c_input_pipeline"] = c = input_pipeline(args.architecture, budget, args.epochs)
+    print(f"(c) training images/s: suite's pipeline {c['suite']['images_per_second']} "
+          f"(stalled epochs: {c['suite']['stalls']}), pre-batched tensors "
+          f"{c['prebatched']['images_per_second']} (stalled epochs: {c['prebatched']['stalls']}): "
+          f"ratio {c['ratio']}; epoch seconds {c['suite']['epoch_seconds']} vs "
+          f"{c['prebatched']['epoch_seconds']}", flush=True)
+
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    path = args.output / "perf.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"perf: written to {path} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
