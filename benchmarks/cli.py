@@ -271,6 +271,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.run_dir is None:
         raise UserError("report needs RUN_DIR, or --wandb ENTITY/PROJECT --group NAME")
     else:
+        from benchmarks.rundir import is_run_dir, merge_worker_trials
+
+        if is_run_dir(args.run_dir):  # trial rows of workers copied in from other machines
+            merge_worker_trials(args.run_dir)
         path = write_leaderboard(args.run_dir, args.output, args.allow_mixed_budgets)
     print(path)
     return 0

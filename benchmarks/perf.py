@@ -7,7 +7,8 @@ a. the suite's search (Keras Tuner, W&B offline, records) against a plain Keras 
 b. ``--workers 2`` against one process on the same budget: trials per hour;
 c. the suite's input pipeline (``model.fit`` on in-memory arrays, shuffled every epoch,
    a partial last batch) against pre-batched in-memory tensors, epoch by epoch, looking
-   for stalls before epochs.
+   for stalls before epochs;
+d. the accelerator options (mixed precision, XLA) against neither, on this machine.
 
 Timings, not tests: nothing here asserts on them. Results go to stdout and to a JSON file.
 """
@@ -150,6 +151,38 @@ def input_pipeline(arch: str, budget, epochs: int) -> dict:
             "ratio": round(b["images_per_second"] / a["images_per_second"], 3)}
 
 
+def accelerator_options(arch: str, budget) -> dict:
+    """(d): training images/s of one model with each accelerator setting on this machine."""
+    import dataclasses
+
+    import keras
+    import keras_tuner as kt
+
+    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.measure import training_throughput
+    from benchmarks.tuning import SuiteHyperModel, apply_accelerator
+    from models.registry import get_architecture
+
+    dataset = load_dataset(FASHION_MNIST)
+    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
+    result = {}
+    settings = {"float32, no XLA": {"mixed_precision": "off", "xla": "off"},
+                "mixed precision": {"mixed_precision": "on", "xla": "off"},
+                "XLA": {"mixed_precision": "off", "xla": "on"}}
+    try:
+        for label, fields in settings.items():
+            changed = dataclasses.replace(budget, **fields)
+            apply_accelerator(changed)
+            keras.backend.clear_session()
+            model = SuiteHyperModel(get_architecture(arch), FASHION_MNIST.image_shape,
+                                    FASHION_MNIST.num_classes, changed).build(kt.HyperParameters())
+            speed = training_throughput(model, s.x_final, s.y_final, budget.batch_size)
+            result[label] = round(speed, 1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--architecture", "-a", default="simple_cnn")
@@ -187,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{c['prebatched']['images_per_second']} (stalled epochs: {c['prebatched']['stalls']}): "
           f"ratio {c['ratio']}; epoch seconds {c['suite']['epoch_seconds']} vs "
           f"{c['prebatched']['epoch_seconds']}", flush=True)
+
+    report["d_accelerator_images_per_second"] = d = accelerator_options(args.architecture, budget)
+    print("(d) training images/s: " + ", ".join(f"{k} {v}" for k, v in d.items()), flush=True)
 
     report["seconds"] = round(time.perf_counter() - started, 1)
     path = args.output / "perf.json"
