@@ -370,10 +370,11 @@ class ArchitectureBenchmark:
         measurements = None
         strategy = distribution_strategy(self.budget)
         for seed in self.budget.final_seed_values():
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(seed)
-            with strategy.scope() if strategy else contextlib.nullcontext():
-                model = self.hypermodel.build(hp)
+            with timing.phase(timing.TRAINING):
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(seed)
+                with strategy.scope() if strategy else contextlib.nullcontext():
+                    model = self.hypermodel.build(hp)
             config = {**self.base_config, "seed": seed, "hyperparameters": dict(hp.values)}
             run = self.tracker.start(
                 f"{self.name}-final-s{seed}", "final", config, [self.name, self.budget.name]
@@ -518,21 +519,20 @@ def _run_locked(
     from reports.leaderboard import LEADERBOARD_CSV, write_leaderboard
 
     manifest["wandb"]["mode"] = tracker.mode
+    manifest["finished_at"] = now()
+    previous = manifest.get("wall_seconds") or 0
+    manifest["wall_seconds"] = round(previous + time.perf_counter() - started, 1)
+    times.finish_run()  # the time until the leaderboard; its W&B report run comes after
+    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     leaderboard = write_leaderboard(run_dir)
+    print(f"archbench: leaderboard written to {leaderboard}")
     report_config = {"benchmark": options.name, "budget": b.to_dict(), "budget_hash": b.hash,
                      "dataset": dataset.spec.name, "architectures": manifest["architectures"],
                      "git_commit": git_state()["commit"]}
     if ran:  # a rerun that trained nothing adds no second report run
         report_id = tracker.log_report(report_config, leaderboard, leaderboard.parent / LEADERBOARD_CSV)
         manifest["wandb"]["report_run_id"] = report_id
-    manifest["finished_at"] = now()
-    previous = manifest.get("wall_seconds") or 0
-    manifest["wall_seconds"] = round(previous + time.perf_counter() - started, 1)
-    times.finish_run()
-    rundir.write_json(run_dir / rundir.MANIFEST, manifest)
-    # Rendered again so that it shows the whole run's time, the report run included.
-    write_leaderboard(run_dir)
-    print(f"archbench: leaderboard written to {leaderboard}")
+        rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     sync = tracker.sync_command()
     if sync:
         print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")

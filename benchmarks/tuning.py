@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
 import tensorflow as tf
+from keras_tuner.src import utils as kt_utils
+from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 
 from benchmarks import timing
 from benchmarks.budget import Budget
+from benchmarks.rundir import atomic_write_text
 from benchmarks.tracking import Tracker
 from models.registry import Architecture
+
+
+def _atomic_save_json(path, obj, _original=kt_utils.save_json):
+    """Keras Tuner's ``save_json``, writing local files atomically (temporary file, fsync,
+    rename): a kill while Keras Tuner saves its state leaves the previous state, never
+    half a JSON file that the next run could not reload."""
+    if "://" in str(path):  # remote file systems (gs://...): Keras Tuner's own way
+        return _original(path, obj)
+    text = json.dumps(obj)
+    atomic_write_text(Path(path), text)
+    return text
+
+
+# Every state file of Keras Tuner (oracle, trials, tuner) is written through this function.
+kt_utils.save_json = _atomic_save_json
 
 OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
 LOSS = "sparse_categorical_crossentropy"
@@ -138,6 +158,11 @@ class SuiteHyperModel(kt.HyperModel):
             )
         kwargs.setdefault("epochs", self.budget.epochs)
         kwargs.setdefault("verbose", 0)
+        if self.budget.tuner != "hyperband":
+            # Keras Tuner saves each trial's best epoch; the suite retrains the best
+            # configuration from scratch and never reads them. Hyperband continues trials
+            # from them, so it keeps them.
+            callbacks = [c for c in callbacks or [] if not isinstance(c, kt_tuner_utils.SaveBestEpoch)]
         clock = timing.current()
         if clock is not None:  # charge what the callbacks and validation take to them
             callbacks = [TimedCallback(c, clock, timing.TUNER) for c in callbacks or []]
@@ -364,6 +389,11 @@ class _SuiteTunerMixin:
             )
         ctx.tracker.finish(run)
         return histories
+
+    def _try_build(self, hp):
+        # Clearing the session and building the model are part of training a model.
+        with timing.phase(timing.TRAINING):
+            return super()._try_build(hp)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

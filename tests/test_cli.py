@@ -110,3 +110,10 @@ def test_check_fails_a_broken_architecture_with_the_reason(capsys, body, reason)
 def test_check_unknown_name_is_bad_input(capsys):
     code, _, err = run_cli(capsys, "check", "mpl")
     assert code == EXIT_BAD_INPUT and "did you mean mlp" in err
+
+
+def test_debug_shows_the_traceback_instead_of_one_line(tmp_path):
+    from benchmarks.budget import BudgetError
+
+    with pytest.raises(BudgetError, match="trials must be at least 1"):
+        main(["--debug", "run", "-o", str(tmp_path), "--trials", "0"])

@@ -17,16 +17,20 @@ from benchmarks.budget import make_budget
 from benchmarks.cli import build_parser
 from benchmarks.data import FASHION_MNIST
 from benchmarks.distributed import (
+    EXIT_RECYCLE,
     ID_VAR,
     IP_VAR,
     PORT_VAR,
     ChiefServer,
     Cluster,
     DistributedError,
+    LocalWorkers,
+    WorkersLost,
     drain,
     free_port_range,
 )
 from benchmarks.runner import RunOptions, worker_argv
+from benchmarks.tuning import Recycle, TrialQuota
 
 REPO = Path(__file__).parents[1]
 
@@ -145,6 +149,53 @@ def test_worker_trial_rows_are_merged_over_the_chiefs(tmp_path):
     assert sorted(rows) == ["0", "1"]
     assert rows["0"]["epochs_run"] == "2" and rows["0"]["worker"] == "worker1"
     assert rows["1"]["status"] == "FAILED"
+
+
+def exiting_workers(tmp_path, code: int, max_restarts: int = 3) -> LocalWorkers:
+    argv = [sys.executable, "-c", f"import sys; sys.exit({code})"]
+    return LocalWorkers(argv, 1, Cluster("chief", "127.0.0.1", 9000), tmp_path,
+                        max_restarts=max_restarts)
+
+
+def wait_all(workers: LocalWorkers) -> None:
+    for process in workers.processes.values():
+        process.wait(timeout=30)
+
+
+def test_a_worker_at_its_trial_quota_is_replaced_without_counting_as_a_death(tmp_path):
+    workers = exiting_workers(tmp_path, EXIT_RECYCLE, max_restarts=0)
+    workers.start()
+    for _ in range(3):
+        first = workers.processes["worker0"].pid
+        wait_all(workers)
+        workers.poll()  # no WorkersLost even with max_restarts=0
+        assert workers.processes["worker0"].pid != first
+    assert workers.restarts == {"worker0": 0}
+    workers.kill()
+
+
+def test_a_worker_that_keeps_dying_stops_the_search(tmp_path):
+    workers = exiting_workers(tmp_path, 1, max_restarts=2)
+    assert workers.env("worker0")[ID_VAR] == "worker0"
+    assert workers.env("worker0")["CUDA_VISIBLE_DEVICES"] == "-1"  # no GPU: CPU only
+    workers.start()
+    for restarts in (1, 2):
+        wait_all(workers)
+        workers.poll()
+        assert workers.restarts == {"worker0": restarts}
+    wait_all(workers)
+    with pytest.raises(WorkersLost, match=r"worker0 died 3 times \(last exit code 1\)"):
+        workers.poll()
+
+
+def test_a_trial_quota_asks_for_a_fresh_process_after_its_last_trial():
+    quota = TrialQuota(limit=2)
+    quota.count()
+    with pytest.raises(Recycle, match="ran 2 trial"):
+        quota.count()
+    unlimited = TrialQuota()
+    for _ in range(100):
+        unlimited.count()
 
 
 # --- real processes on loopback -------------------------------------------------------

@@ -209,3 +209,22 @@ def test_a_mirrored_search_runs_under_its_strategy(tmp_path):
     row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
     assert row["status"] == "ok", row
     assert [t["status"] for t in trials] == ["COMPLETED"]
+
+
+def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
+    import os
+
+    from keras_tuner.src import utils as kt_utils
+
+    path = tmp_path / "oracle.json"
+    kt_utils.save_json(str(path), {"ongoing_trials": {}})
+    assert json.loads(path.read_text()) == {"ongoing_trials": {}}
+
+    def disk_fails(fd):
+        raise OSError("disk failed")
+
+    monkeypatch.setattr(os, "fsync", disk_fails)  # a crash half-way through the write
+    with pytest.raises(OSError, match="disk failed"):
+        kt_utils.save_json(str(path), {"ongoing_trials": {"tuner0": "3"}})
+    assert json.loads(path.read_text()) == {"ongoing_trials": {}}, "the old state stays whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["oracle.json"], "no temporary file left"
