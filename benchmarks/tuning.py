@@ -151,7 +151,7 @@ class SuiteHyperModel(kt.HyperModel):
         ``extra_callbacks`` are used as given, not deep-copied by the tuner (W&B's logger
         holds its run and cannot be copied).
         """
-        shared = [keras.callbacks.TerminateOnNaN()]
+        shared = [StopOnNonFiniteLoss()]
         if self.budget.patience:
             shared.append(
                 keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=self.budget.patience)
@@ -163,13 +163,16 @@ class SuiteHyperModel(kt.HyperModel):
             # configuration from scratch and never reads them. Hyperband continues trials
             # from them, so it keeps them.
             callbacks = [c for c in callbacks or [] if not isinstance(c, kt_tuner_utils.SaveBestEpoch)]
+        # Keras Tuner's and W&B's callbacks run at epoch ends only (their batch hooks do
+        # nothing here; without them Keras may dispatch batches without waiting, on
+        # backends that allow it), and their time is charged to them.
         clock = timing.current()
-        if clock is not None:  # charge what the callbacks and validation take to them
-            callbacks = [TimedCallback(c, clock, timing.TUNER) for c in callbacks or []]
-            extra_callbacks = [
-                c if isinstance(c, TrialTimeLimit) else TimedCallback(c, clock, timing.WANDB)
-                for c in extra_callbacks
-            ]
+        callbacks = [TimedCallback(c, clock, timing.TUNER) for c in callbacks or []]
+        extra_callbacks = [
+            c if isinstance(c, TrialTimeLimit) else TimedCallback(c, clock, timing.WANDB)
+            for c in extra_callbacks
+        ]
+        if clock is not None:
             shared.append(ValidationTimer(clock))
         with timing.phase(timing.TRAINING):
             return model.fit(
@@ -189,20 +192,22 @@ _HOOKS = [
 
 
 class TimedCallback(keras.callbacks.Callback):
-    """Runs ``inner`` with its time charged to ``phase``.
+    """Runs the epoch-level hooks of ``inner``, with their time charged to ``phase``.
 
-    Only the hooks ``inner`` overrides are wrapped: Keras skips per-batch work for
-    callbacks whose batch hooks are the defaults, and so must this wrapper.
+    Batch hooks are left out: they cost a Python call per batch, and Keras dispatches
+    batches asynchronously only when every callback's batch hooks are its defaults. Only
+    the hooks ``inner`` overrides are wrapped. With ``clock`` None they run untimed.
     """
 
-    def __init__(self, inner: keras.callbacks.Callback, clock: timing.Phases, phase: str):
+    def __init__(self, inner: keras.callbacks.Callback, clock: timing.Phases | None, phase: str):
         super().__init__()
         self.inner = inner
-        self.async_safe = getattr(inner, "async_safe", False)
         for hook in _HOOKS:
+            if "batch" in hook:
+                continue
             method = getattr(inner, hook, None)
             if method is not None and not getattr(method, "_is_default", False):
-                setattr(self, hook, self._timed(method, clock, phase))
+                setattr(self, hook, self._timed(method, clock, phase) if clock else method)
 
     @staticmethod
     def _timed(method, clock: timing.Phases, phase: str):
@@ -219,6 +224,17 @@ class TimedCallback(keras.callbacks.Callback):
     def set_params(self, params) -> None:
         super().set_params(params)
         self.inner.set_params(params)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training after an epoch whose loss is NaN or infinite (``check_finite`` then
+    fails the trial). Keras' ``TerminateOnNaN`` checks after every batch; a diverged
+    trial here trains to the end of its epoch instead, without a per-batch call."""
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 class ValidationTimer(keras.callbacks.Callback):
