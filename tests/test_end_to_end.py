@@ -292,8 +292,10 @@ def test_time_breakdown_adds_up_to_the_wall_time(smoke_run):
         phases = {p: t[p] for p in timing.PHASES}
         assert all(v >= 0 for v in phases.values()), (name, t)
         assert sum(phases.values()) == pytest.approx(t["wall"], rel=0.02, abs=0.05), (name, t)
+        # (Keras Tuner's callbacks take well under a millisecond now that no checkpoint is
+        # written: the tuner phase may round to 0.)
         for work in (timing.TRAINING, timing.VALIDATION, timing.EVALUATION, timing.MEASUREMENT,
-                     timing.WANDB, timing.TUNER):
+                     timing.WANDB):
             assert t[work] > 0, (name, work, t)
     run = book["run"]
     assert sum(t["wall"] for t in book["architectures"].values()) < run["wall"]
