@@ -212,7 +212,10 @@ class ChiefServer:
 
     def skip(self, index: int) -> None:
         """Serve architecture ``index`` as finished: its workers move on at once."""
-        self._start(index, _Finished())
+        if index in self._servers:  # already serving (its search failed): just stop it
+            self._servers[index][1].oracle = _Finished()
+        else:
+            self._start(index, _Finished())
 
     def serve(
         self,

@@ -268,7 +268,7 @@ def time_table(manifest: dict[str, Any]) -> str | None:
     book = manifest.get("time") or {}
     entries = [(md_escape(name), t) for name, t in (book.get("architectures") or {}).items()]
     if book.get("run"):
-        entries.append(("**whole run** (with start-up and report)", book["run"]))
+        entries.append(("**whole run** (data loading to leaderboard)", book["run"]))
     if not entries:
         return None
     rows = []
