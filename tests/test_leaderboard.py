@@ -259,3 +259,24 @@ def test_wandb_adapter_builds_the_same_tables_from_plain_objects():
     assert "- bad: no final run in W&B" in text
     with pytest.raises(ValueError, match="no W&B run in group 'nope'"):
         runs_to_data(runs, "nope")
+
+
+def test_where_the_time_went_shows_each_phase_and_the_suite_overhead(tmp_path):
+    run = make_run(tmp_path, ROWS)
+    data = rundir.read_json(run / rundir.MANIFEST)
+    data["time"] = {
+        "architectures": {"big_net": {"wall": 200.0, "training": 150.0, "validation": 10.0,
+                                      "evaluation": 10.0, "measurement": 10.0, "wandb": 12.0,
+                                      "tuner": 2.0, "search": 0.0, "other": 6.0}},
+        "run": {"wall": 250.0, "training": 150.0, "validation": 10.0, "evaluation": 10.0,
+                "measurement": 10.0, "wandb": 12.0, "tuner": 2.0, "search": 0.0, "other": 56.0},
+    }
+    rundir.write_json(run / rundir.MANIFEST, data)
+    rows = table_rows(render(load_run(run)), "## Where the time went")
+    assert rows[0] == ["big\\_net", "200.0", "75.0%", "5.0%", "5.0%", "5.0%", "6.0%", "1.0%",
+                       "0.0%", "3.0%", "10.0%"]
+    assert rows[1][0].startswith("**whole run**") and rows[1][-1] == "28.0%"  # 70 of 250 s
+
+
+def test_no_time_section_for_runs_made_before_it_existed(tmp_path):
+    assert "## Where the time went" not in render(load_run(make_run(tmp_path, ROWS)))
