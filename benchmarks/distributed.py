@@ -159,25 +159,18 @@ def _servicer_class():
         def _heard(self) -> None:
             self.last_heard = time.monotonic()
 
-        def GetSpace(self, request, context):  # noqa: N802 - gRPC's names
-            self._heard()
-            return super().GetSpace(request, context)
+        def _noting(name: str):
+            def method(self, request, context):
+                self._heard()
+                return getattr(oracle_chief.OracleServicer, name)(self, request, context)
 
-        def UpdateSpace(self, request, context):  # noqa: N802
-            self._heard()
-            return super().UpdateSpace(request, context)
+            method.__name__ = name
+            return method
 
-        def CreateTrial(self, request, context):  # noqa: N802
-            self._heard()
-            return super().CreateTrial(request, context)
-
-        def UpdateTrial(self, request, context):  # noqa: N802
-            self._heard()
-            return super().UpdateTrial(request, context)
-
-        def GetTrial(self, request, context):  # noqa: N802
-            self._heard()
-            return super().GetTrial(request, context)
+        GetSpace, UpdateSpace, CreateTrial, UpdateTrial, GetTrial, GetBestTrials = map(  # noqa: N815 - gRPC's names
+            _noting,
+            ["GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "GetTrial", "GetBestTrials"],
+        )
 
         def EndTrial(self, request, context):  # noqa: N802
             self._heard()

@@ -34,18 +34,25 @@ def _archbench(*argv: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def suite_vs_plain(arch: str, budget, output: Path) -> dict:
+def load_splits(budget):
+    """The budget's splits of Fashion-MNIST, loaded once for every comparison."""
+    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+
+    dataset = load_dataset(FASHION_MNIST)
+    return make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
+                       budget.seed)
+
+
+def suite_vs_plain(arch: str, budget, s, output: Path) -> dict:
     """(a): the same trials through the suite and through a plain Keras loop."""
     import keras
 
-    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.data import FASHION_MNIST
     from benchmarks.runner import ArchitectureBenchmark, RunOptions
     from benchmarks.tracking import Tracker
     from benchmarks.tuning import LOSS, trial_seed
     from models.registry import get_architecture
 
-    dataset = load_dataset(FASHION_MNIST)
-    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
     architecture = get_architecture(arch)
     import keras_tuner as kt
 
@@ -110,17 +117,15 @@ def workers_vs_one(arch: str, budget_args: list[str], output: Path, workers: int
     return result
 
 
-def input_pipeline(arch: str, budget, epochs: int) -> dict:
+def input_pipeline(arch: str, budget, s, epochs: int) -> dict:
     """(c): epoch times through ``fit`` on arrays against pre-batched in-memory tensors."""
     import keras
     import keras_tuner as kt
     import tensorflow as tf
 
-    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.data import FASHION_MNIST
     from models.registry import get_architecture
 
-    dataset = load_dataset(FASHION_MNIST)
-    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
     n = len(s.y_final)
     batch = budget.batch_size
 
@@ -164,20 +169,18 @@ def input_pipeline(arch: str, budget, epochs: int) -> dict:
             "ratio": round(b["images_per_second"] / a["images_per_second"], 3)}
 
 
-def accelerator_options(arch: str, budget) -> dict:
+def accelerator_options(arch: str, budget, s) -> dict:
     """(d): training images/s of one model with each accelerator setting on this machine."""
     import dataclasses
 
     import keras
     import keras_tuner as kt
 
-    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.data import FASHION_MNIST
     from benchmarks.measure import training_throughput
     from benchmarks.tuning import SuiteHyperModel, apply_accelerator
     from models.registry import get_architecture
 
-    dataset = load_dataset(FASHION_MNIST)
-    s = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size, budget.seed)
     result = {}
     settings = {"float32, no XLA": {"mixed_precision": "off", "xla": "off"},
                 "mixed precision": {"mixed_precision": "on", "xla": "off"},
@@ -212,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.budget import make_budget
 
     budget = make_budget(args.budget, trials=args.trials)
+    splits = load_splits(budget)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     report = {"architecture": args.architecture, "budget": budget.to_dict(), "cpu_count": os.cpu_count()}
     print(f"perf: {args.architecture}, budget {args.budget} with {args.trials} trials", flush=True)
 
-    report["a_suite_vs_plain"] = a = suite_vs_plain(args.architecture, budget, args.output)
+    report["a_suite_vs_plain"] = a = suite_vs_plain(args.architecture, budget, splits, args.output)
     print(f"(a) the same {a['trials']} trials: suite search {a['suite_seconds']} s with W&B offline, "
           f"{a['suite_without_wandb_seconds']} s with W&B disabled; plain Keras "
           f"{a['plain_seconds']} s: ratio {a['ratio']} ({a['ratio_without_wandb']} without W&B)",
@@ -229,14 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(b) trials per hour: one process {one['trials_per_hour']}, {args.workers} workers "
           f"{many['trials_per_hour']}: ratio {b['ratio']}", flush=True)
 
-    report["c_input_pipeline"] = c = input_pipeline(args.architecture, budget, args.epochs)
+    report["c_input_pipeline"] = c = input_pipeline(args.architecture, budget, splits, args.epochs)
     print(f"(c) training images/s: suite's pipeline {c['suite']['images_per_second']} "
           f"(stalled epochs: {c['suite']['stalls']}), pre-batched tensors "
           f"{c['prebatched']['images_per_second']} (stalled epochs: {c['prebatched']['stalls']}): "
           f"ratio {c['ratio']}; epoch seconds {c['suite']['epoch_seconds']} vs "
           f"{c['prebatched']['epoch_seconds']}", flush=True)
 
-    report["d_accelerator_images_per_second"] = d = accelerator_options(args.architecture, budget)
+    report["d_accelerator_images_per_second"] = d = accelerator_options(args.architecture, budget, splits)
     print("(d) training images/s: " + ", ".join(f"{k} {v}" for k, v in d.items()), flush=True)
 
     report["seconds"] = round(time.perf_counter() - started, 1)

@@ -512,7 +512,7 @@ def _run_locked(
     )
     times = _TimeBook(manifest, run_dir)
     if options.distributed:
-        ran = _benchmark_distributed(options, splits, tracker, cluster, times)
+        ran = _benchmark_distributed(options, splits, tracker, cluster, times, accelerator["gpus"])
     else:
         ran = _benchmark_all(options, splits, tracker, times)
 
@@ -591,7 +591,6 @@ class _TimeBook:
         self.manifest = manifest
         self.run_dir = run_dir
         self.book = manifest.setdefault("time", {"architectures": {}, "run": {}})
-        self._run_start: dict[str, float] = {}  # the run's clock starts with run_benchmark
 
     @staticmethod
     def _now() -> dict[str, float]:
@@ -613,7 +612,7 @@ class _TimeBook:
             rundir.write_json(self.run_dir / rundir.MANIFEST, self.manifest)
 
     def finish_run(self) -> None:
-        self._add(self.book["run"], self._run_start, self._now())
+        self._add(self.book["run"], {}, self._now())  # the clock started with run_benchmark
 
 
 def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker, times: _TimeBook) -> int:
@@ -642,7 +641,7 @@ def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker, times:
 
 def _benchmark_distributed(
     options: RunOptions, splits: Splits, tracker: Tracker, cluster: Cluster | None,
-    times: _TimeBook,
+    times: _TimeBook, gpus: int,
 ) -> int:
     """The chief of a distributed search: serve each architecture's oracle to the workers,
     then train, evaluate and measure the best configurations here, with no worker running.
@@ -658,7 +657,7 @@ def _benchmark_distributed(
         workers = LocalWorkers(
             worker_argv(options), options.workers, cluster, run_dir / rundir.WORKERS_DIR,
             threads=options.threads or _threads_per_worker(options.workers),
-            gpus=len(environment()["gpus"]),
+            gpus=gpus,
         )
     done = finished_architectures(run_dir)
     server = ChiefServer(cluster)

@@ -117,3 +117,17 @@ def test_debug_shows_the_traceback_instead_of_one_line(tmp_path):
 
     with pytest.raises(BudgetError, match="trials must be at least 1"):
         main(["--debug", "run", "-o", str(tmp_path), "--trials", "0"])
+
+
+def test_lost_workers_end_the_run_with_one_line_and_exit_3(capsys, tmp_path, monkeypatch):
+    from benchmarks import runner
+    from benchmarks.cli import EXIT_STOPPED
+    from benchmarks.distributed import WorkersLost
+
+    def lose(options):
+        raise WorkersLost("worker0 died 4 times (last exit code 1); see w.log")
+
+    monkeypatch.setattr(runner, "run_benchmark", lose)
+    code, _, err = run_cli(capsys, "run", "-o", str(tmp_path), "-a", "mlp", "--workers", "1")
+    assert code == EXIT_STOPPED == 3
+    assert err == "archbench: error: worker0 died 4 times (last exit code 1); see w.log\n"

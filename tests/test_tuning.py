@@ -203,12 +203,25 @@ def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterward
     assert np.isfinite(loss if np.isscalar(loss) else loss[0])
 
 
-def test_a_mirrored_search_runs_under_its_strategy(tmp_path):
+def test_a_mirrored_search_runs_under_its_strategy(tmp_path, monkeypatch):
     """On a CPU-only machine MirroredStrategy has one replica: the path, not the speed-up."""
+    import tensorflow as tf
+
+    strategies = []
+    build = SuiteHyperModel.build
+
+    def spy(self, hp):
+        strategies.append(type(tf.distribute.get_strategy()).__name__)
+        return build(self, hp)
+
+    monkeypatch.setattr(SuiteHyperModel, "build", spy)
     budget = dataclasses.replace(BUDGET, distribute="mirrored", trials=1)
     row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
     assert row["status"] == "ok", row
     assert [t["status"] for t in trials] == ["COMPLETED"]
+    # The trial's and the final training's models are built in the strategy's scope (the
+    # tuner's first build, at its defaults, only declares the search space).
+    assert strategies[-2:] == ["MirroredStrategy", "MirroredStrategy"], strategies
 
 
 def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
