@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks import interrupt
+
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3  # a distributed search lost its workers; finished results are kept
 
@@ -208,7 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         chief_timeout=timeout,
         recycle_after=args.recycle_after,
     )
-    return run_benchmark(options)
+    with interrupt.stop_on_signals():
+        return run_benchmark(options)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -308,6 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"archbench: error: {exc}", file=sys.stderr)
         return EXIT_STOPPED if isinstance(exc, stopped) else EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        how = exc if isinstance(exc, interrupt.Stopped) else "interrupted"
+        kept = ("; finished trials and architectures are kept: run the same command again "
+                "to resume") if args.command == "run" else ""
+        print(f"archbench: {how}{kept}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, interrupt.Stopped) else 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import interrupt
+
 ID_VAR = "KERASTUNER_TUNER_ID"
 IP_VAR = "KERASTUNER_ORACLE_IP"
 PORT_VAR = "KERASTUNER_ORACLE_PORT"
@@ -231,6 +233,7 @@ class ChiefServer:
         try:
             while not (servicer.stop_triggered and not oracle.ongoing_trials):
                 time.sleep(POLL_SECONDS)
+                interrupt.check()  # before poll() could take stopping workers for dead ones
                 if poll is not None:
                     poll()
                 silent = time.monotonic() - servicer.last_heard
@@ -269,6 +272,7 @@ def drain(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | No
                 return
             if trial.status == "IDLE":
                 time.sleep(POLL_SECONDS)
+                interrupt.check()
                 continue
             trial.status = kt.engine.trial.TrialStatus.FAILED
             trial.message = reason

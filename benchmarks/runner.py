@@ -24,7 +24,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.distribute import oracle_client
 
-from benchmarks import rundir, timing
+from benchmarks import interrupt, rundir, timing
 from benchmarks.budget import PRESETS, Budget
 from benchmarks.data import Dataset, DatasetSpec, Splits, load_dataset, make_splits
 from benchmarks.distributed import (
@@ -625,6 +625,7 @@ def _benchmark_all(options: RunOptions, splits: Splits, tracker: Tracker, times:
     done = finished_architectures(run_dir)
     ran = 0
     for index, name in enumerate(options.architectures, start=1):
+        interrupt.check()
         prefix = f"[{index}/{len(options.architectures)}] {name}"
         if name in done:
             print(f"{prefix}: already finished, skipped", flush=True)
@@ -668,6 +669,7 @@ def _benchmark_distributed(
         if workers:
             workers.start()
         for index, name in enumerate(names):
+            interrupt.check()
             prefix = f"[{index + 1}/{len(names)}] {name}"
             if name in done:
                 server.skip(index)
@@ -707,6 +709,7 @@ def _benchmark_distributed(
         server.close()
         rundir.merge_worker_trials(run_dir)
     for bench, tuner in searched:
+        interrupt.check()
         start = time.perf_counter()
         with times.architecture(bench.name):
             row = bench.conclude(tuner)
@@ -781,6 +784,7 @@ def _work(options: RunOptions, splits: Splits, cluster: Cluster, tracker: Tracke
     oracle_client.TIMEOUT = cluster.timeout
     quota = TrialQuota(options.recycle_after)
     for index, name in enumerate(options.architectures):
+        interrupt.check()
         bench = ArchitectureBenchmark(name, options, splits, tracker, trials, quota)
         with cluster.serving(index):
             try:

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 
-from benchmarks import timing
+from benchmarks import interrupt, timing
 from benchmarks.budget import Budget
 from benchmarks.rundir import atomic_write_text
 from benchmarks.tracking import Tracker
@@ -151,7 +151,7 @@ class SuiteHyperModel(kt.HyperModel):
         ``extra_callbacks`` are used as given, not deep-copied by the tuner (W&B's logger
         holds its run and cannot be copied).
         """
-        shared = [StopOnNonFiniteLoss()]
+        shared = [StopOnNonFiniteLoss(), StopOnRequest()]
         if self.budget.patience:
             shared.append(
                 keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=self.budget.patience)
@@ -235,6 +235,14 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True
+
+
+class StopOnRequest(keras.callbacks.Callback):
+    """Honours a Ctrl-C whose first ``KeyboardInterrupt`` Python swallowed (see
+    ``benchmarks.interrupt``): the training stops at the next epoch end."""
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        interrupt.check()
 
 
 class ValidationTimer(keras.callbacks.Callback):
@@ -416,6 +424,7 @@ class _SuiteTunerMixin:
         record = self.context.records.pop(trial.trial_id, TrialRecord())
         self.context.on_trial_end(trial, record)
         self.context.quota.count()  # after the trial is ended and recorded
+        interrupt.check()  # a stop asked for during the trial, once its row is written
 
 
 class RandomSearchTuner(_SuiteTunerMixin, kt.RandomSearch):

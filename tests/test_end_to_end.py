@@ -262,9 +262,11 @@ def test_a_second_run_on_a_directory_in_use_is_refused(tmp_path, fashion_dir):
         second = archbench(*argv, cwd=root)
         assert first.poll() is None, "the first run must still be running"
         first.send_signal(signal.SIGINT)  # Ctrl-C
-        first.communicate(timeout=120)
+        _, first_err = first.communicate(timeout=120)
     finally:
         first.kill()
+    assert first.returncode == 130, first_err[-2000:]
+    assert "archbench: stopped by SIGINT; finished trials and architectures are kept" in first_err
     assert second.returncode == 2
     assert f"{tmp_path / 'busy'} is in use by another archbench run (pid {first.pid})" in second.stderr
     assert not lock.exists(), "an interrupted run releases its lock"

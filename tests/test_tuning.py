@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import signal
 
 import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
 
-from benchmarks import rundir
+from benchmarks import interrupt, rundir
 from benchmarks.budget import make_budget
 from benchmarks.data import FASHION_MNIST, Splits
 from benchmarks.runner import ArchitectureBenchmark, RunOptions
@@ -16,6 +17,7 @@ from benchmarks.tracking import Tracker
 from benchmarks.tuning import (
     ArchitectureError,
     SearchContext,
+    StopOnNonFiniteLoss,
     SuiteHyperModel,
     TrialTimeLimit,
     check_finite,
@@ -241,3 +243,21 @@ def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
         kt_utils.save_json(str(path), {"ongoing_trials": {"tuner0": "3"}})
     assert json.loads(path.read_text()) == {"ongoing_trials": {}}, "the old state stays whole"
     assert [p.name for p in tmp_path.iterdir()] == ["oracle.json"], "no temporary file left"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_swallowed_ctrl_c_stops_the_search_at_the_next_epoch_end(tmp_path, monkeypatch):
+    from tests.test_interrupt import signal_inside_a_weakref_callback
+
+    epochs = []
+
+    def ctrl_c_lost_in_garbage_collection(self, epoch, logs=None):
+        epochs.append(epoch)
+        if len(epochs) == 1:
+            signal_inside_a_weakref_callback(signal.SIGINT)
+
+    monkeypatch.setattr(StopOnNonFiniteLoss, "on_epoch_end", ctrl_c_lost_in_garbage_collection)
+    with interrupt.stop_on_signals(), pytest.raises(interrupt.Stopped):
+        bench("mlp", tmp_path, tiny_splits(), budget=dataclasses.replace(BUDGET, epochs=3))
+    assert epochs == [0], "training stopped at the end of the epoch the signal came in"
+    assert not (tmp_path / "t" / rundir.TRIALS).exists(), "the interrupted trial has no row"
