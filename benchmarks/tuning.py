@@ -398,7 +398,9 @@ class _SuiteTunerMixin:
         except BaseException as exc:
             record.train_seconds = time.perf_counter() - start
             if run is not None:
-                run.summary.update({"status": "FAILED", "error": f"{type(exc).__name__}: {exc}"})
+                # An interrupted training is run again on resume: it did not fail.
+                status = "STOPPED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                run.summary.update({"status": status, "error": f"{type(exc).__name__}: {exc}"})
             ctx.tracker.finish(run, exit_code=1)
             raise
         if run is not None:

@@ -258,6 +258,13 @@ def test_a_swallowed_ctrl_c_stops_the_search_at_the_next_epoch_end(tmp_path, mon
 
     monkeypatch.setattr(StopOnNonFiniteLoss, "on_epoch_end", ctrl_c_lost_in_garbage_collection)
     with interrupt.stop_on_signals(), pytest.raises(interrupt.Stopped):
-        bench("mlp", tmp_path, tiny_splits(), budget=dataclasses.replace(BUDGET, epochs=3))
+        bench("mlp", tmp_path, tiny_splits(), wandb_mode="offline",
+              budget=dataclasses.replace(BUDGET, epochs=3))
     assert epochs == [0], "training stopped at the end of the epoch the signal came in"
     assert not (tmp_path / "t" / rundir.TRIALS).exists(), "the interrupted trial has no row"
+    # Its W&B run is finished (not left open for the next trial) and says it was stopped.
+    [run] = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    summary = wandb_inspect(run, summary=True)
+    assert summary["exit_code"] == 1
+    assert summary["summary"]["status"] == "STOPPED"
+    assert "stopped by SIGINT" in summary["summary"]["error"]
