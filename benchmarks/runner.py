@@ -399,8 +399,8 @@ class ArchitectureBenchmark:
                         measurements = measure(
                             model, s.x_final, s.y_final, self.budget.batch_size, len(s.y_final)
                         )
-            except BaseException:
-                self.tracker.finish(run, exit_code=1)
+            except BaseException as exc:
+                self.tracker.finish_failed(run, exc)
                 raise
             accuracies.append(accuracy)
             losses.append(loss)

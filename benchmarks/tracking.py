@@ -119,6 +119,14 @@ class Tracker:
         if run is not None:
             run.finish(exit_code=exit_code)
 
+    def finish_failed(self, run, exc: BaseException) -> None:
+        """Finish ``run`` with exit code 1 and ``status``/``error`` in its summary: STOPPED
+        for a Ctrl-C or SIGTERM (the training is run again on resume), FAILED otherwise."""
+        if run is not None:
+            status = "STOPPED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            run.summary.update({"status": status, "error": f"{type(exc).__name__}: {exc}"})
+        self.finish(run, exit_code=1)
+
     def training_callbacks(self, run, x=None, y=None, gradients: bool = False) -> list[Any]:
         """Keras callbacks that log to ``run`` (created after init): per-epoch metrics, and
         per-layer gradient norms computed on ``x[:64], y[:64]`` when ``gradients``."""

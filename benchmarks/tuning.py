@@ -397,11 +397,7 @@ class _SuiteTunerMixin:
             check_finite(history)
         except BaseException as exc:
             record.train_seconds = time.perf_counter() - start
-            if run is not None:
-                # An interrupted training is run again on resume: it did not fail.
-                status = "STOPPED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                run.summary.update({"status": status, "error": f"{type(exc).__name__}: {exc}"})
-            ctx.tracker.finish(run, exit_code=1)
+            ctx.tracker.finish_failed(run, exc)
             raise
         if run is not None:
             run.summary.update(
