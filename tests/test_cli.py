@@ -47,6 +47,17 @@ def test_oversized_subset_is_refused(capsys, tmp_path, fashion_dir):
     assert "train_size 70000 is larger than the 59000 training images" in err
 
 
+def test_an_output_directory_that_cannot_be_written_is_refused(capsys, tmp_path, fashion_dir):
+    # A file where a directory must be: refused even as root, who may write anywhere else.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli(capsys, "run", "-o", str(blocker / "runs"), "--data-dir",
+                           str(fashion_dir), "-a", "mlp", "--wandb-mode", "disabled")
+    assert code == EXIT_BAD_INPUT
+    assert err == f"archbench: error: cannot write to {blocker / 'runs'}: Not a directory\n"
+    assert blocker.read_text() == "not a directory"
+
+
 def test_non_numeric_budget_value_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--trials", "many"])
