@@ -58,6 +58,39 @@ def test_an_output_directory_that_cannot_be_written_is_refused(capsys, tmp_path,
     assert blocker.read_text() == "not a directory"
 
 
+def test_a_directory_of_something_else_is_not_taken_over(capsys, tmp_path, fashion_dir):
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("years of work")
+    code, _, err = run_cli(capsys, "run", "-o", str(tmp_path), "--name", "mine", "--data-dir",
+                           str(fashion_dir), "-a", "mlp", "--wandb-mode", "disabled", "--overwrite")
+    assert code == EXIT_BAD_INPUT
+    assert f"{theirs} exists and is not an archbench run directory; choose another --name" in err
+    assert [p.name for p in theirs.iterdir()] == ["thesis.tex"]
+
+
+def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
+    from benchmarks import rundir
+    from benchmarks.budget import make_budget
+    from benchmarks.data import FASHION_MNIST
+    from benchmarks.runner import RunOptions, prepare_run_dir
+
+    def options(overwrite):
+        return RunOptions(architectures=["mlp"], budget=make_budget("smoke", trials=3),
+                          dataset=FASHION_MNIST, output=tmp_path, name="old", overwrite=overwrite)
+
+    old = tmp_path / "old"
+    old.mkdir()
+    rundir.write_json(old / rundir.MANIFEST, {"budget": {"hash": "other", "fields": {}},
+                                              "dataset": {"name": "fashion_mnist"}})
+    (old / rundir.TRIALS).write_text("architecture\n")
+    with pytest.raises(rundir.RunDirError, match="holds a run with a different budget"):
+        prepare_run_dir(options(overwrite=False))
+    assert (old / rundir.TRIALS).exists(), "a refused run leaves the old one alone"
+    assert prepare_run_dir(options(overwrite=True)) is None, "a new run, nothing to resume"
+    assert old.is_dir() and list(old.iterdir()) == []
+
+
 def test_non_numeric_budget_value_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--trials", "many"])
