@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scale.add_argument(
         "--recycle-after", type=_whole_number, default=0, metavar="TRIALS",
-        help="replace each worker process after this many trials, which keeps memory flat "
-        "(TensorFlow keeps a few MB per trained model; default 0: never)",
+        help="replace each worker process after this many trials, so that whatever "
+        "TensorFlow keeps per trained model goes with the process (default 0: never)",
     )
     scale.add_argument(
         "--chief-timeout", type=_number, default=None, metavar="SECONDS",

@@ -50,6 +50,7 @@ from benchmarks.tuning import (
     apply_accelerator,
     distribution_strategy,
     make_tuner,
+    release_graphs,
 )
 from models.registry import get_architecture
 
@@ -371,6 +372,7 @@ class ArchitectureBenchmark:
         strategy = distribution_strategy(self.budget)
         for seed in self.budget.final_seed_values():
             with timing.phase(timing.TRAINING):
+                release_graphs()
                 keras.backend.clear_session()
                 keras.utils.set_random_seed(seed)
                 with strategy.scope() if strategy else contextlib.nullcontext():

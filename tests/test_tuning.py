@@ -1,6 +1,7 @@
 """The search: shared recipe, seeding, and failed trials recorded instead of crashing."""
 
 import dataclasses
+import gc
 import json
 import signal
 
@@ -268,3 +269,18 @@ def test_a_swallowed_ctrl_c_stops_the_search_at_the_next_epoch_end(tmp_path, mon
     assert summary["exit_code"] == 1
     assert summary["summary"]["status"] == "STOPPED"
     assert "stopped by SIGINT" in summary["summary"]["error"]
+
+
+def test_a_search_keeps_no_graphs_of_earlier_trials(tmp_path):
+    # TensorFlow's gradient registry would keep every traced training step of the process
+    # alive (tensorflow/tensorflow#61791): memory grew with every trial.
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    def graphs_alive():
+        gc.collect()
+        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+    bench("mlp", tmp_path / "one", tiny_splits(), budget=dataclasses.replace(BUDGET, trials=1))
+    after_one_trial = graphs_alive()
+    bench("mlp", tmp_path / "four", tiny_splits(), budget=dataclasses.replace(BUDGET, trials=4))
+    assert graphs_alive() <= after_one_trial
