@@ -320,9 +320,8 @@ class TrialRecord:
     val_accuracy_history: list[float] = field(default_factory=list)
 
 
-def release_graphs() -> int:
-    """Let TensorFlow free the traced graphs of models that are gone; returns how many
-    registrations were dropped.
+def release_graphs() -> None:
+    """Let TensorFlow free the traced graphs of models that are gone.
 
     Every ``tf.custom_gradient`` traced in a graph (``tf.distribute``'s ``all_reduce``,
     which every Keras training step calls) registers its gradient function in TensorFlow's
@@ -334,11 +333,9 @@ def release_graphs() -> int:
     """
     registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
     if not isinstance(registry, dict):  # another TensorFlow: nothing to release
-        return 0
-    stale = [name for name in registry if name.startswith(CUSTOM_GRADIENT)]
-    for name in stale:
+        return
+    for name in [name for name in registry if name.startswith(CUSTOM_GRADIENT)]:
         del registry[name]
-    return len(stale)
 
 
 class Recycle(Exception):  # noqa: N818 - a request, not an error
