@@ -14,6 +14,7 @@ import numpy as np
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
+FINITE_CHECK_CHUNK = 4096  # images per np.isfinite pass: memory-mapped arrays stay on disk
 
 
 class DataError(ValueError):
@@ -196,7 +197,7 @@ def parse_idx(raw: bytes, path: Path | str) -> np.ndarray:
 
 
 def check_dataset(dataset: Dataset) -> None:
-    """Check counts, image shapes and label range against the spec.
+    """Check counts, image shapes, label range and finite values against the spec.
 
     Raises:
         DataError: naming the first mismatch.
@@ -219,6 +220,30 @@ def check_dataset(dataset: Dataset) -> None:
                 f"{spec.name} {split} labels reach {int(y.max())}, beyond the "
                 f"{spec.num_classes} classes"
             )
+    for role in ("x_train", "y_train", "x_test", "y_test"):
+        check_finite_array(getattr(dataset, role), f"{spec.name} {role}")
+
+
+def check_finite_array(array: np.ndarray, name: str) -> None:
+    """Refuse an array holding NaN or infinite values, before any training sees them.
+
+    A model fed such values may train to a finite, meaningless loss: some CPU kernels
+    (oneDNN's fused ones) turn the NaN of ``inf - inf`` into zeros. Integer arrays (the
+    IDX files' unsigned bytes) cannot hold NaN or infinity, so only
+    floating-point arrays are scanned, in chunks so that a memory-mapped array is never
+    read into memory whole.
+
+    Raises:
+        DataError: naming the array and how many of its values are not finite.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = sum(
+        int(np.count_nonzero(~np.isfinite(array[start:start + FINITE_CHECK_CHUNK])))
+        for start in range(0, len(array), FINITE_CHECK_CHUNK)
+    )
+    if bad:
+        raise DataError(f"{name} holds {bad:,} non-finite values (NaN or infinity)")
 
 
 @dataclass

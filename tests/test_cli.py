@@ -1,5 +1,6 @@
 """The command line: bad input gets one line naming the problem and exit code 2."""
 
+import numpy as np
 import pytest
 
 from benchmarks.cli import EXIT_BAD_INPUT, main
@@ -45,6 +46,29 @@ def test_oversized_subset_is_refused(capsys, tmp_path, fashion_dir):
     )
     assert code == EXIT_BAD_INPUT
     assert "train_size 70000 is larger than the 59000 training images" in err
+
+
+def test_non_finite_images_are_one_line_and_exit_2_before_anything_is_written(
+    capsys, tmp_path, fashion_dir, monkeypatch
+):
+    from benchmarks import data
+
+    real = data.parse_idx
+
+    def poisoned(raw, path):  # float images, the first 64 of the training set all infinite
+        array = real(raw, path)
+        if "train-images" in str(path):
+            array = array.astype(np.float32)
+            array[:64] = np.inf
+        return array
+
+    monkeypatch.setattr(data, "parse_idx", poisoned)
+    code, _, err = run_cli(capsys, "run", "-o", str(tmp_path / "runs"), "--data-dir",
+                           str(fashion_dir), "-a", "mlp", "--wandb-mode", "disabled")
+    assert code == EXIT_BAD_INPUT
+    assert err == ("archbench: error: fashion_mnist x_train holds 50,176 non-finite values "
+                   "(NaN or infinity)\n")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_an_output_directory_that_cannot_be_written_is_refused(capsys, tmp_path, fashion_dir):

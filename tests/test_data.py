@@ -10,6 +10,7 @@ from benchmarks.data import (
     FASHION_MNIST,
     DataError,
     Dataset,
+    check_dataset,
     find_data_dir,
     load_dataset,
     make_splits,
@@ -128,3 +129,34 @@ def test_keras_cache_comes_before_the_system_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     write_fake_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
     assert find_data_dir(FASHION_MNIST) == tmp_path / "keras" / "datasets" / "fashion-mnist"
+
+
+def _float_dataset(x_train: np.ndarray) -> Dataset:
+    n_test = FASHION_MNIST.counts["test"]
+    return Dataset(
+        FASHION_MNIST, x_train, np.arange(len(x_train)) % 10,
+        np.zeros((n_test, 28, 28), np.float32), np.arange(n_test) % 10, source="memory",
+    )
+
+
+def test_non_finite_float_images_are_refused_with_the_count(monkeypatch):
+    from benchmarks import data
+
+    monkeypatch.setattr(data, "FINITE_CHECK_CHUNK", 7000)  # several chunks, one partial
+    x = np.zeros((60000, 28, 28), np.float32)
+    x[0, 0, :5] = np.nan
+    x[-1] = np.inf  # 784 values in the last, partial chunk
+    x[30000, 3, 3] = -np.inf
+    with pytest.raises(DataError, match=r"^fashion_mnist x_train holds 790 non-finite values"):
+        check_dataset(_float_dataset(x))
+    check_dataset(_float_dataset(np.zeros((60000, 28, 28), np.float32)))  # finite: accepted
+
+
+def test_non_finite_memory_mapped_images_are_found(tmp_path):
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
+                                  shape=(60000, 28, 28))
+    x[59999, 27, 27] = np.nan
+    x.flush()
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with pytest.raises(DataError, match="x_train holds 1 non-finite values"):
+        check_dataset(_float_dataset(mapped))
