@@ -12,7 +12,8 @@ import numpy as np
 from benchmarks.budget import make_budget
 from benchmarks.data import DatasetSpec
 from benchmarks.measure import inference_speed
-from benchmarks.tuning import SuiteHyperModel, check_model
+from benchmarks.recipe import SuiteHyperModel, check_model
+from benchmarks.rundir import format_hyperparameters, one_line
 from models.registry import Architecture
 
 SAMPLES = 3
@@ -49,8 +50,8 @@ def check_architecture(
         try:
             hp = sample_hyperparameters(architecture, shape, classes, seed)
         except Exception as exc:  # noqa: BLE001 - reported as the check's verdict
-            raise CheckFailed(f"build at default hyperparameters failed: {_why(exc)}") from exc
-        candidates.append((f"sample {seed} {_short(hp.values)}", hp))
+            raise CheckFailed(f"build at default hyperparameters failed: {one_line(exc)}") from exc
+        candidates.append((f"sample {seed} ({format_hyperparameters(hp.values)})", hp))
     model = None
     for label, hp in candidates:
         keras.backend.clear_session()
@@ -58,7 +59,7 @@ def check_architecture(
             model = architecture.build(hp, shape, classes)
             check_model(model, architecture.name, classes)
         except Exception as exc:  # noqa: BLE001
-            raise CheckFailed(f"{label}: {_why(exc)}") from exc
+            raise CheckFailed(f"{label}: {one_line(exc)}") from exc
         report(f"  {label}: ok, {model.count_params():,} parameters, output {model.output_shape}")
 
     keras.backend.clear_session()
@@ -72,19 +73,10 @@ def check_architecture(
         )
         loss = float(compiled.train_on_batch(x, y, return_dict=True)["loss"])
     except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"training step failed: {_why(exc)}") from exc
+        raise CheckFailed(f"training step failed: {one_line(exc)}") from exc
     if not math.isfinite(loss):
         raise CheckFailed(f"training step gave a non-finite loss ({loss})")
     report(f"  one training step: loss {loss:.4f}")
     latency_ms, _ = inference_speed(compiled, x)
     report(f"  forward latency at batch 1: {latency_ms:.2f} ms")
 
-
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def _short(values: dict) -> str:
-    return "(" + ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
-    ) + ")"

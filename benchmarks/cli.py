@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks import interrupt
 
 EXIT_BAD_INPUT = 2
-EXIT_STOPPED = 3  # a distributed search lost its workers; finished results are kept
+EXIT_WORKERS_LOST = 3  # a distributed search lost its workers; finished results are kept
 
 # Budget fields that get a command-line override, with their help text.
 BUDGET_OPTIONS = {
@@ -108,6 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial-gradients", action="store_true",
         help="log per-layer gradient norms of every trial to W&B (always on for final runs)",
     )
+    _add_scale_options(run)
+    _add_budget_options(run)
+
+    models = commands.add_parser("models", help="list registered architectures")
+    models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
+
+    check = commands.add_parser(
+        "check", help="validate one architecture in seconds, before any budget is spent"
+    )
+    check.add_argument("name", help="registered architecture name")
+    check.add_argument("--dataset", default="fashion_mnist", help="dataset whose shapes to use")
+
+    report = commands.add_parser(
+        "report", help="write the leaderboard of a run directory, or of a W&B group"
+    )
+    report.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
+    report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/leaderboard.md)")
+    report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
+    report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
+    report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
+    return parser
+
+
+def _add_scale_options(run: argparse.ArgumentParser) -> None:
     scale = run.add_argument_group("scale out (Keras Tuner's distributed mode)")
     scale.add_argument(
         "--workers", type=_whole_number, default=0, metavar="N",
@@ -133,50 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="the chief fails an architecture's search when no worker reports for this "
         "long (default: 3600)",
     )
-    _add_budget_options(run)
-
-    models = commands.add_parser("models", help="list registered architectures")
-    models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
-
-    check = commands.add_parser(
-        "check", help="validate one architecture in seconds, before any budget is spent"
-    )
-    check.add_argument("name", help="registered architecture name")
-    check.add_argument("--dataset", default="fashion_mnist", help="dataset whose shapes to use")
-
-    report = commands.add_parser(
-        "report", help="write the leaderboard of a run directory, or of a W&B group"
-    )
-    report.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
-    report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/leaderboard.md)")
-    report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
-    report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
-    report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
-    return parser
 
 
 def _split_names(items: Sequence[str]) -> list[str]:
     return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def options_from_args(args: argparse.Namespace):
+    """The ``RunOptions`` of a parsed ``archbench run`` command line, checked.
+
+    Raises:
+        UserError, BudgetError, DataError, TrackingError, RegistryError: bad input.
+    """
     from benchmarks.budget import make_budget
     from benchmarks.data import get_spec
+    from benchmarks.distributed import DEFAULT_TIMEOUT, ROLES
+    from benchmarks.options import RunOptions
     from benchmarks.tracking import resolve_mode
-    from models.registry import broken_modules, resolve
+    from models.registry import resolve
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
     spec = get_spec(args.dataset)
     resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures))
-    for module, error in broken_modules().items():
-        print(f"archbench: warning: {module} failed to import and is skipped: {error}",
-              file=sys.stderr)
-
-    from benchmarks.distributed import DEFAULT_TIMEOUT, ROLES
-    from benchmarks.runner import RunOptions, run_benchmark
-
     if args.role is not None and args.role not in ROLES:
         raise UserError(f"unknown --role {args.role!r}; choose chief or worker")
     if args.workers < 0:
@@ -192,26 +196,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     timeout = DEFAULT_TIMEOUT if args.chief_timeout is None else args.chief_timeout
     if not timeout > 0:
         raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
-    options = RunOptions(
-        architectures=names,
-        budget=budget,
-        dataset=spec,
-        output=args.output,
-        name=args.name or f"{spec.name}-{budget.name}",
-        data_dir=args.data_dir,
-        overwrite=args.overwrite,
-        wandb_mode=args.wandb_mode,
-        wandb_project=args.wandb_project,
-        wandb_entity=args.wandb_entity,
-        trial_gradients=args.trial_gradients,
-        role=args.role,
-        workers=args.workers,
-        threads=args.threads,
-        chief_timeout=timeout,
-        recycle_after=args.recycle_after,
+    return RunOptions(
+        architectures=names, budget=budget, dataset=spec, output=args.output,
+        name=args.name or f"{spec.name}-{budget.name}", data_dir=args.data_dir,
+        overwrite=args.overwrite, wandb_mode=args.wandb_mode,
+        wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
+        trial_gradients=args.trial_gradients, role=args.role, workers=args.workers,
+        threads=args.threads, chief_timeout=timeout, recycle_after=args.recycle_after,
     )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from models.registry import broken_modules
+
+    options = options_from_args(args)
+    for module, error in broken_modules().items():
+        print(f"archbench: warning: {module} failed to import and is skipped: {error}",
+              file=sys.stderr)
+
+    from benchmarks.runner import run_benchmark
+    from reports.leaderboard import write_leaderboard
+
     with interrupt.stop_on_signals():
-        return run_benchmark(options)
+        return run_benchmark(options, write_leaderboard)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -303,14 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "models": cmd_models, "check": cmd_check, "report": cmd_report}
-    user_errors, stopped = _user_errors()
+    user_errors, workers_lost = _user_errors()
     try:
         return handlers[args.command](args)
     except user_errors as exc:
         if args.debug:
             raise
         print(f"archbench: error: {exc}", file=sys.stderr)
-        return EXIT_STOPPED if isinstance(exc, stopped) else EXIT_BAD_INPUT
+        return EXIT_WORKERS_LOST if isinstance(exc, workers_lost) else EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         if args.debug:
             raise

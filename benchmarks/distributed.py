@@ -135,7 +135,7 @@ def free_port_range(count: int, host: str = "127.0.0.1", attempts: int = 50) -> 
     raise DistributedError(f"found no {count} consecutive free ports on {host}")
 
 
-class _Finished:
+class _SearchOver:
     """An oracle whose search is over: every worker that asks is told to stop."""
 
     ongoing_trials: dict = {}
@@ -161,7 +161,7 @@ def _servicer_class():
         def _heard(self) -> None:
             self.last_heard = time.monotonic()
 
-        def _noting(name: str):
+        def _hearing(name: str):
             def method(self, request, context):
                 self._heard()
                 return getattr(oracle_chief.OracleServicer, name)(self, request, context)
@@ -170,7 +170,7 @@ def _servicer_class():
             return method
 
         GetSpace, UpdateSpace, CreateTrial, UpdateTrial, GetTrial, GetBestTrials = map(  # noqa: N815 - gRPC's names
-            _noting,
+            _hearing,
             ["GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "GetTrial", "GetBestTrials"],
         )
 
@@ -208,9 +208,9 @@ class ChiefServer:
     def skip(self, index: int) -> None:
         """Serve architecture ``index`` as finished: its workers move on at once."""
         if index in self._servers:  # already serving (its search failed): just stop it
-            self._servers[index][1].oracle = _Finished()
+            self._servers[index][1].oracle = _SearchOver()
         else:
-            self._start(index, _Finished())
+            self._start(index, _SearchOver())
 
     def serve(
         self,
@@ -246,7 +246,7 @@ class ChiefServer:
                         f"{self.cluster.timeout:.0f} s); still running: {running or 'none'}"
                     )
         finally:
-            servicer.oracle = _Finished()
+            servicer.oracle = _SearchOver()
 
     def close(self) -> None:
         for server, _ in self._servers.values():
@@ -254,7 +254,7 @@ class ChiefServer:
         self._servers.clear()
 
 
-def drain(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | None = None) -> None:
+def fail_handed_trials(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | None = None) -> None:
     """A worker that cannot build an architecture's tuner still answers its chief.
 
     Every trial the chief hands it is ended as failed with ``reason`` (and passed to

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.tuning import LOSS
+from benchmarks.recipe import LOSS
 
 GRADIENT_BATCH = 64
 

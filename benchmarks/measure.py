@@ -21,6 +21,19 @@ THROUGHPUT_BATCH = 256
 THROUGHPUT_CALLS = 3  # batch-256 calls per timed repeat
 REPEATS = 5
 WARMUP_CALLS = 3
+# What every measurement was taken under: written to the manifest and the leaderboard.
+SETTINGS = {
+    "train_timing_batches": TRAIN_TIMING_BATCHES,
+    "train_timing_repeats": TRAIN_TIMING_REPEATS,
+    "train_warmup_epochs": 1,
+    "latency_batch": 1,
+    "latency_calls": LATENCY_CALLS,
+    "throughput_batch": THROUGHPUT_BATCH,
+    "throughput_calls": THROUGHPUT_CALLS,
+    "inference_repeats": REPEATS,
+    "inference_warmup_calls": WARMUP_CALLS,
+    "statistic": "median",
+}
 
 
 @dataclass(frozen=True)

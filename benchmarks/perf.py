@@ -43,14 +43,15 @@ def load_splits(budget):
                        budget.seed)
 
 
-def suite_vs_plain(arch: str, budget, s, output: Path) -> dict:
+def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
     """(a): the same trials through the suite and through a plain Keras loop."""
     import keras
 
+    from benchmarks.architecture import ArchitectureBenchmark
     from benchmarks.data import FASHION_MNIST
-    from benchmarks.runner import ArchitectureBenchmark, RunOptions
-    from benchmarks.tracking import Tracker
-    from benchmarks.tuning import LOSS, trial_seed
+    from benchmarks.options import RunOptions
+    from benchmarks.recipe import LOSS
+    from benchmarks.tuning import trial_seed
     from models.registry import get_architecture
 
     architecture = get_architecture(arch)
@@ -65,19 +66,18 @@ def suite_vs_plain(arch: str, budget, s, output: Path) -> dict:
             hp.values = dict(values)
             model = architecture.build(hp, FASHION_MNIST.image_shape, FASHION_MNIST.num_classes)
             model.compile(keras.optimizers.Adam(values["learning_rate"]), LOSS, metrics=["accuracy"])
-            model.fit(s.x_tune, s.y_tune, batch_size=budget.batch_size, epochs=budget.epochs,
-                      validation_data=(s.x_val, s.y_val), verbose=0)
+            model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size, epochs=budget.epochs,
+                      validation_data=(splits.x_val, splits.y_val), verbose=0)
         return time.perf_counter() - start
 
     from benchmarks import rundir
 
     def suite(mode: str) -> tuple[float, list[dict]]:
         options = RunOptions([arch], budget, FASHION_MNIST, output, f"perf-suite-{mode}",
-                             wandb_mode=mode, overwrite=True)
+                             wandb_mode=mode, wandb_project="archbench-perf", overwrite=True)
         shutil.rmtree(options.run_dir, ignore_errors=True)
         options.run_dir.mkdir(parents=True)
-        tracker = Tracker(mode, "archbench-perf", options.name, options.run_dir / "wandb_files")
-        bench = ArchitectureBenchmark(arch, options, s, tracker)
+        bench = ArchitectureBenchmark(arch, options, splits, options.tracker())
         start = time.perf_counter()
         bench.search(bench.make_tuner())
         seconds = time.perf_counter() - start
@@ -117,7 +117,7 @@ def workers_vs_one(arch: str, budget_args: list[str], output: Path, workers: int
     return result
 
 
-def input_pipeline(arch: str, budget, s, epochs: int) -> dict:
+def input_pipeline(arch: str, budget, splits, epochs: int) -> dict:
     """(c): epoch times through ``fit`` on arrays against pre-batched in-memory tensors."""
     import keras
     import keras_tuner as kt
@@ -126,7 +126,7 @@ def input_pipeline(arch: str, budget, s, epochs: int) -> dict:
     from benchmarks.data import FASHION_MNIST
     from models.registry import get_architecture
 
-    n = len(s.y_final)
+    n = len(splits.y_final)
     batch = budget.batch_size
 
     class EpochTimes(keras.callbacks.Callback):
@@ -150,11 +150,11 @@ def input_pipeline(arch: str, budget, s, epochs: int) -> dict:
         model.fit(*data, epochs=epochs + 1, verbose=0, callbacks=[timer], **kwargs)
         return timer.seconds[1:]  # the first epoch traces the functions
 
-    suite = run((s.x_final, s.y_final), batch_size=batch)  # what the suite does
+    suite = run((splits.x_final, splits.y_final), batch_size=batch)  # what the suite does
     full = n // batch * batch  # pre-batched: whole batches only, already tensors
     tensors = tf.data.Dataset.from_tensor_slices(
-        (tf.reshape(s.x_final[:full], (-1, batch, *s.x_final.shape[1:])),
-         tf.reshape(s.y_final[:full], (-1, batch)))
+        (tf.reshape(splits.x_final[:full], (-1, batch, *splits.x_final.shape[1:])),
+         tf.reshape(splits.y_final[:full], (-1, batch)))
     ).cache()
     prebatched = run((tensors,))
 
@@ -169,16 +169,17 @@ def input_pipeline(arch: str, budget, s, epochs: int) -> dict:
             "ratio": round(b["images_per_second"] / a["images_per_second"], 3)}
 
 
-def accelerator_options(arch: str, budget, s) -> dict:
+def accelerator_options(arch: str, budget, splits) -> dict:
     """(d): training images/s of one model with each accelerator setting on this machine."""
     import dataclasses
 
     import keras
     import keras_tuner as kt
 
+    from benchmarks.accelerator import apply_accelerator
     from benchmarks.data import FASHION_MNIST
     from benchmarks.measure import training_throughput
-    from benchmarks.tuning import SuiteHyperModel, apply_accelerator
+    from benchmarks.recipe import SuiteHyperModel
     from models.registry import get_architecture
 
     result = {}
@@ -192,7 +193,7 @@ def accelerator_options(arch: str, budget, s) -> dict:
             keras.backend.clear_session()
             model = SuiteHyperModel(get_architecture(arch), FASHION_MNIST.image_shape,
                                     FASHION_MNIST.num_classes, changed).build(kt.HyperParameters())
-            speed = training_throughput(model, s.x_final, s.y_final, budget.batch_size)
+            speed = training_throughput(model, splits.x_final, splits.y_final, budget.batch_size)
             result[label] = round(speed, 1)
     finally:
         keras.mixed_precision.set_global_policy("float32")

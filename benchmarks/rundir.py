@@ -11,8 +11,9 @@ import io
 import json
 import os
 import re
+import statistics
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ MANIFEST = "manifest.json"
 TRIALS = "trials.csv"
 RESULTS = "results.csv"
 LEADERBOARD = "leaderboard.md"
+LEADERBOARD_CSV = "leaderboard.csv"
 PREDICTIONS_DIR = "predictions"
 TUNER_DIR = "tuner"
 WANDB_DIR = "wandb_files"  # wandb.init(dir=...) adds its own "wandb/" below
@@ -67,6 +69,12 @@ RESULT_COLUMNS = [
     "budget_hash",
 ]
 
+# The measurements of results.csv (benchmarks.measure.Measurements), also in final W&B runs.
+MEASUREMENT_COLUMNS = [
+    "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
+    "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
+]
+RESULT_KEY = ["architecture"]
 PREDICTION_COLUMNS = ["seed", "sample", "label", "predicted", "confidence"]
 
 
@@ -140,6 +148,46 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def write_result(run_dir: Path, row: dict[str, Any]) -> None:
+    """Add or replace one architecture's ``results.csv`` row."""
+    upsert_row(run_dir / RESULTS, RESULT_COLUMNS, row, RESULT_KEY)
+
+
+def predictions_path(run_dir: Path, architecture: str) -> Path:
+    """Where the per-test-image predictions of ``architecture`` are kept."""
+    return run_dir / PREDICTIONS_DIR / f"{safe_name(architecture)}.csv"
+
+
+def finished_architectures(run_dir: Path) -> set[str]:
+    """Architectures whose result is already written: a resumed run skips them."""
+    return {r["architecture"] for r in read_rows(run_dir / RESULTS) if r["status"] == "ok"}
+
+
+def public_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters without Keras Tuner's own bookkeeping entries (``tuner/...``)."""
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def format_hyperparameters(values: dict[str, Any]) -> str:
+    """``{"a": 1, "b": 0.00123}`` -> ``a=1, b=0.00123``."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def seed_summary(accuracies: Sequence[float], losses: Sequence[float]) -> dict[str, Any]:
+    """The ``results.csv`` fields that summarise the final trainings, one per seed."""
+    return {
+        "test_accuracy": statistics.fmean(accuracies),
+        "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "test_loss": statistics.fmean(losses),
+        "final_seeds": len(accuracies),
+    }
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line an ``error`` cell or message holds."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def is_run_dir(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
@@ -174,3 +222,16 @@ def merge_worker_trials(run_dir: Path) -> int:
         merged[tuple(row[k] for k in TRIAL_KEY)] = row
     write_rows(run_dir / TRIALS, TRIAL_COLUMNS, merged.values())
     return len(worker_rows)
+
+
+def orphan_wandb_runs(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Ids of local W&B runs that no results file names: runs of interrupted trainings.
+
+    They stay on disk (W&B may still sync them) but are not counted anywhere.
+    """
+    known = {row["wandb_run_id"] for row in read_rows(run_dir / TRIALS)}
+    for row in read_rows(run_dir / RESULTS):
+        known.update(row["wandb_run_id"].split())
+    known.add(manifest.get("wandb", {}).get("report_run_id") or "")
+    local = (run_dir / WANDB_DIR / "wandb").glob("*run-*")
+    return sorted({p.name.rsplit("-", 1)[-1] for p in local if p.is_dir()} - known)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,18 @@ class Tracker:
         if run is not None:
             run.finish(exit_code=exit_code)
 
+    @contextlib.contextmanager
+    def run(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]) -> Iterator[Any]:
+        """A W&B run for the block (None when disabled), finished when the block ends; a
+        block that raises finishes it with ``finish_failed`` and the error goes on."""
+        run = self.start(name, job_type, config, tags)
+        try:
+            yield run
+        except BaseException as exc:
+            self.finish_failed(run, exc)
+            raise
+        self.finish(run)
+
     def finish_failed(self, run, exc: BaseException) -> None:
         """Finish ``run`` with exit code 1 and ``status``/``error`` in its summary: STOPPED
         for a Ctrl-C or SIGTERM (the training is run again on resume), FAILED otherwise."""
@@ -175,22 +189,21 @@ class Tracker:
     def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> str | None:
         """The benchmark's own run (``job_type=report``): the leaderboard as a table, the
         plots as images, and the markdown, CSV and plots as an artifact. Returns its id."""
-        run = self.start(f"{self.group}-report", "report", config, ["report"])
-        if run is None:
-            return None
-        import pandas as pd
-        import wandb
+        with self.run(f"{self.group}-report", "report", config, ["report"]) as run:
+            if run is None:
+                return None
+            import pandas as pd
+            import wandb
 
-        images = sorted(leaderboard.parent.glob("*.png"))
-        run.log({
-            "leaderboard": wandb.Table(dataframe=pd.read_csv(csv_file)),
-            **{f"plots/{path.stem}": wandb.Image(str(path)) for path in images},
-        })
-        artifact = wandb.Artifact(f"leaderboard-{safe_name(self.group)}", type="leaderboard")
-        for path in [leaderboard, csv_file, *images]:
-            artifact.add_file(str(path))
-        run.log_artifact(artifact)
-        self.finish(run)
+            images = sorted(leaderboard.parent.glob("*.png"))
+            run.log({
+                "leaderboard": wandb.Table(dataframe=pd.read_csv(csv_file)),
+                **{f"plots/{path.stem}": wandb.Image(str(path)) for path in images},
+            })
+            artifact = wandb.Artifact(f"leaderboard-{safe_name(self.group)}", type="leaderboard")
+            for path in [leaderboard, csv_file, *images]:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)
         return run.id
 
     def sync_command(self) -> str | None:

@@ -26,7 +26,6 @@ from reports.stats import (
     wilson_interval,
 )
 
-LEADERBOARD_CSV = "leaderboard.csv"
 NUMERIC_RESULTS = [
     "val_accuracy", "test_accuracy", "test_accuracy_std", "test_loss", "final_seeds",
     "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
@@ -76,7 +75,7 @@ def load_run(run_dir: Path) -> RunData:
     results = pd.DataFrame(rundir.read_rows(run_dir / rundir.RESULTS))
     correct = {}
     for arch in results.get("architecture", []):
-        path = run_dir / rundir.PREDICTIONS_DIR / f"{rundir.safe_name(arch)}.csv"
+        path = rundir.predictions_path(run_dir, arch)
         if path.is_file():
             predictions = pd.read_csv(path)
             first = predictions[predictions["seed"] == predictions["seed"].min()].sort_values("sample")
@@ -180,7 +179,7 @@ def short_hp(text: str) -> str:
         values = json.loads(text) if text else {}
     except (json.JSONDecodeError, TypeError):
         return str(text)
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return rundir.format_hyperparameters(values)
 
 
 def _markdown(rows: list[list[Any]], headers: list[str]) -> str:
@@ -298,6 +297,10 @@ def header(manifest: dict[str, Any]) -> list[str]:
             f"Keras {env.get('keras')}, Keras Tuner {env.get('keras_tuner')}, wandb {env.get('wandb')}; "
             f"{md_escape(env.get('cpu'))} ({env.get('cpu_count')} CPUs), GPUs: "
             f"{md_escape(', '.join(env.get('gpus') or []) or 'none')}")
+    measurement = manifest.get("measurement")
+    if measurement:  # runs made before it was recorded have none
+        settings = ", ".join(f"{k}={v}" for k, v in measurement.items())
+        lines.append(f"- **Measurements**: {md_escape(settings)}")
     lines += [
         f"- **Code**: git commit {git.get('commit') or 'unknown'}{dirty}",
         f"- **Run**: started {manifest.get('started_at', '?')}, finished "
@@ -368,7 +371,7 @@ def write_report(data: RunData, output: Path, allow_mixed_budgets: bool = False)
     images = write_plots(table, data.trials, output.parent)
     relative = {title: path.name for title, path in images.items()}
     rundir.atomic_write_text(output, render(data, relative, allow_mixed_budgets))
-    rundir.atomic_write_text(output.parent / LEADERBOARD_CSV, csv_table(table).to_csv(index=False))
+    rundir.atomic_write_text(output.parent / rundir.LEADERBOARD_CSV, csv_table(table).to_csv(index=False))
     return output
 
 

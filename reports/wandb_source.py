@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
+from benchmarks.rundir import MEASUREMENT_COLUMNS, public_hyperparameters, seed_summary
 from reports.leaderboard import RunData
-
-MEASUREMENT_KEYS = [
-    "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
-    "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
-]
 
 
 def _get(mapping: Any, key: str, default: Any = None) -> Any:
@@ -80,8 +75,7 @@ def _result_row(arch: str, runs: list[Any], trials: pd.DataFrame) -> dict[str, A
     accuracies = [float(_get(r.summary, "test_accuracy")) for r in runs]
     losses = [float(_get(r.summary, "test_loss", float("nan"))) for r in runs]
     first = runs[0]
-    hp = {k: v for k, v in dict(_get(first.config, "hyperparameters", {})).items()
-          if not k.startswith("tuner/")}
+    hp = public_hyperparameters(dict(_get(first.config, "hyperparameters", {})))
     mine = trials[trials["architecture"] == arch] if not trials.empty else trials
     scores = pd.to_numeric(mine["score"], errors="coerce").dropna() if not mine.empty else []
     completed = int((mine["status"] == "COMPLETED").sum()) if not mine.empty else 0
@@ -92,11 +86,8 @@ def _result_row(arch: str, runs: list[Any], trials: pd.DataFrame) -> dict[str, A
         "best_trial_id": "",
         "best_hyperparameters": json.dumps(hp, sort_keys=True),
         "val_accuracy": float(max(scores)) if len(scores) else float("nan"),
-        "test_accuracy": statistics.fmean(accuracies),
-        "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-        "test_loss": statistics.fmean(losses),
-        "final_seeds": len(runs),
-        **{key: _get(first.summary, key, float("nan")) for key in MEASUREMENT_KEYS},
+        **seed_summary(accuracies, losses),
+        **{key: _get(first.summary, key, float("nan")) for key in MEASUREMENT_COLUMNS},
         "trials_completed": completed,
         "trials_failed": len(mine) - completed,
         "wandb_run_id": " ".join(r.id for r in runs),

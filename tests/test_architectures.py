@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.budget import make_budget
 from benchmarks.check import sample_hyperparameters
-from benchmarks.tuning import SuiteHyperModel
+from benchmarks.recipe import SuiteHyperModel
 from models.registry import get_architecture, list_architectures
 from tests.conftest import synthetic_images
 

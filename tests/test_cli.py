@@ -97,7 +97,8 @@ def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
     from benchmarks import rundir
     from benchmarks.budget import make_budget
     from benchmarks.data import FASHION_MNIST
-    from benchmarks.runner import RunOptions, prepare_run_dir
+    from benchmarks.manifest import prepare_run_dir
+    from benchmarks.options import RunOptions
 
     def options(overwrite):
         return RunOptions(architectures=["mlp"], budget=make_budget("smoke", trials=3),
@@ -189,13 +190,13 @@ def test_debug_shows_the_traceback_instead_of_one_line(tmp_path):
 
 def test_lost_workers_end_the_run_with_one_line_and_exit_3(capsys, tmp_path, monkeypatch):
     from benchmarks import runner
-    from benchmarks.cli import EXIT_STOPPED
+    from benchmarks.cli import EXIT_WORKERS_LOST
     from benchmarks.distributed import WorkersLost
 
-    def lose(options):
+    def lose(options, write_leaderboard):
         raise WorkersLost("worker0 died 4 times (last exit code 1); see w.log")
 
     monkeypatch.setattr(runner, "run_benchmark", lose)
     code, _, err = run_cli(capsys, "run", "-o", str(tmp_path), "-a", "mlp", "--workers", "1")
-    assert code == EXIT_STOPPED == 3
+    assert code == EXIT_WORKERS_LOST == 3
     assert err == "archbench: error: worker0 died 4 times (last exit code 1); see w.log\n"

@@ -26,11 +26,12 @@ from benchmarks.distributed import (
     DistributedError,
     LocalWorkers,
     WorkersLost,
-    drain,
+    fail_handed_trials,
     free_port_range,
 )
-from benchmarks.runner import RunOptions, worker_argv
+from benchmarks.options import RunOptions
 from benchmarks.tuning import Recycle, TrialQuota
+from benchmarks.workers import worker_argv
 
 REPO = Path(__file__).parents[1]
 
@@ -77,15 +78,22 @@ def test_serving_points_keras_tuner_at_one_architecture_and_restores(no_cluster_
     assert ID_VAR not in os.environ and PORT_VAR not in os.environ
 
 
-def test_a_worker_gets_the_chiefs_budget_and_architectures(tmp_path):
+def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path):
+    import dataclasses
+
+    from benchmarks.cli import options_from_args
+
     budget = make_budget("smoke", trials=3, lr_max=0.05, augment=True, trial_timeout=60)
-    options = RunOptions(["mlp", "vgg"], budget, FASHION_MNIST, tmp_path, "n", workers=2)
+    options = RunOptions(["mlp", "vgg"], budget, FASHION_MNIST, tmp_path, "n",
+                         data_dir=tmp_path / "data", overwrite=True, wandb_mode="offline",
+                         wandb_project="p", wandb_entity="team", trial_gradients=True,
+                         workers=2, threads=3, chief_timeout=90.0, recycle_after=4)
     argv = worker_argv(options)
     assert argv[:3] == [sys.executable, "-m", "benchmarks.cli"]
-    args = build_parser().parse_args(argv[3:])
-    assert args.role == "worker" and args.architectures == ["mlp", "vgg"]
-    overrides = {f: getattr(args, f) for f in budget.to_dict() if f != "name"}
-    assert make_budget(args.budget, **overrides) == budget
+    parsed = options_from_args(build_parser().parse_args(argv[3:]))
+    assert parsed == dataclasses.replace(options, role="worker", workers=0, overwrite=False,
+                                         threads=None)
+    assert parsed.budget.hash == budget.hash
 
 
 def fake_oracle(max_trials: int) -> kt.Oracle:
@@ -106,7 +114,7 @@ def test_a_worker_that_cannot_build_fails_every_trial_and_the_chief_finishes(tmp
     ended, reported = [], []
     server = ChiefServer(cluster)
     worker = threading.Thread(
-        target=drain, args=(cluster, 0, "build failed: boom", reported.append)
+        target=fail_handed_trials, args=(cluster, 0, "build failed: boom", reported.append)
     )
     worker.start()
     try:
@@ -133,7 +141,7 @@ def test_the_chief_times_out_instead_of_waiting_for_workers_forever(tmp_path, mo
             server.serve(0, oracle)
         server.skip(0)  # the failed search's port now answers "stopped"
         assert len(server._servers) == 1, "one server per architecture, not a second one"
-        drain(Cluster("worker0", "127.0.0.1", server.cluster.port, timeout=30), 0, "unused")
+        fail_handed_trials(Cluster("worker0", "127.0.0.1", server.cluster.port, timeout=30), 0, "unused")
     finally:
         server.close()
 

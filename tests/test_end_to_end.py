@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import rundir, timing
 from benchmarks.budget import make_budget
-from reports.leaderboard import LEADERBOARD_CSV, MAIN_HEADERS, TIME_HEADERS
+from reports.leaderboard import MAIN_HEADERS, TIME_HEADERS
 from tests.conftest import table_rows, wandb_inspect
 
 ARCHS = ["simple_cnn", "mlp"]
@@ -70,6 +70,9 @@ def test_manifest_records_budget_dataset_and_environment(smoke_run):
     assert manifest["environment"]["tensorflow"] and manifest["environment"]["cpu_count"] >= 1
     assert manifest["finished_at"] and manifest["wall_seconds"] > 0
     assert manifest["architectures"] == ARCHS
+    from benchmarks.measure import SETTINGS
+
+    assert manifest["measurement"] == SETTINGS and manifest["measurement"]["latency_calls"] > 0
 
 
 def test_one_trial_row_per_trial_and_one_result_per_architecture(smoke_run):
@@ -187,7 +190,7 @@ def test_leaderboard_ranks_both_architectures(smoke_run):
     assert len(table_rows(text, "## Budget parity")) == len(ARCHS)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert len(links) == 4 and all((run_dir / link).is_file() for link in links)
-    assert (run_dir / LEADERBOARD_CSV).is_file()
+    assert (run_dir / rundir.LEADERBOARD_CSV).is_file()
 
 
 def test_same_command_again_resumes_without_retraining(smoke_run):

@@ -67,6 +67,15 @@ ROWS = [
 
 
 
+def test_header_shows_the_measurement_settings_when_recorded(tmp_path):
+    run = make_run(tmp_path, ROWS)
+    assert "**Measurements**" not in render(load_run(run))  # an older run: no line
+    recorded = {**manifest(), "measurement": {"latency_calls": 30, "inference_repeats": 5}}
+    # (the manifest is written with sorted keys)
+    rundir.write_json(run / rundir.MANIFEST, recorded)
+    assert "- **Measurements**: inference\\_repeats=5, latency\\_calls=30" in render(load_run(run))
+
+
 def test_ranked_by_test_accuracy_with_winners_per_criterion(tmp_path):
     text = render(load_run(make_run(tmp_path, ROWS)))
     ranks = [(r[0], r[1]) for r in table_rows(text)]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import timing
-from benchmarks.tuning import TimedCallback, TrialTimeLimit
+from benchmarks.callbacks import TimedCallback, TrialTimeLimit
 
 
 class FakeClock:

@@ -15,21 +15,20 @@ import numpy as np
 import pytest
 
 from benchmarks import interrupt, rundir
+from benchmarks.architecture import ArchitectureBenchmark
 from benchmarks.budget import make_budget
+from benchmarks.callbacks import TrialTimeLimit
 from benchmarks.data import FASHION_MNIST, Splits
-from benchmarks.runner import ArchitectureBenchmark, RunOptions
-from benchmarks.tracking import Tracker
-from benchmarks.tuning import (
+from benchmarks.options import RunOptions
+from benchmarks.recipe import (
     ArchitectureError,
-    SearchContext,
     StopOnNonFiniteLoss,
     SuiteHyperModel,
-    TrialTimeLimit,
     check_finite,
     check_model,
-    make_tuner,
-    trial_seed,
 )
+from benchmarks.tracking import Tracker
+from benchmarks.tuning import TrialSetup, TrialWriter, make_tuner, trial_seed
 from models.registry import get_architecture, register
 from tests.conftest import synthetic_images, wandb_inspect
 
@@ -153,9 +152,9 @@ def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp
     for attempt in range(2):
         random.seed(attempt)
         hypermodel = SuiteHyperModel(get_architecture("simple_cnn"), (28, 28, 1), 10, BUDGET)
-        context = SearchContext(get_architecture("simple_cnn"), BUDGET,
-                                Tracker("disabled", "p", "t", tmp_path), {}, lambda *a: None)
-        tuner = make_tuner(hypermodel, context, str(tmp_path / f"t{attempt}"), "simple_cnn")
+        setup = TrialSetup(BUDGET, Tracker("disabled", "p", "t", tmp_path),
+                           TrialWriter(tmp_path / "trials.csv", "simple_cnn", BUDGET.hash), {})
+        tuner = make_tuner(hypermodel, setup, str(tmp_path / f"t{attempt}"), "simple_cnn")
         trials = [tuner.oracle.create_trial(f"tuner{i}") for i in range(2)]
         sampled.append([t.hyperparameters.values for t in trials])
     assert sampled[0] == sampled[1]
@@ -206,7 +205,7 @@ def float32_afterwards():
 
 
 def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterwards):
-    from benchmarks.tuning import apply_accelerator
+    from benchmarks.accelerator import apply_accelerator
 
     assert apply_accelerator(BUDGET) == {  # "auto" on a CPU-only machine
         "gpus": 0, "mixed_precision": False, "xla": False, "distribute": "none"}
@@ -241,25 +240,6 @@ def test_a_mirrored_search_runs_under_its_strategy(tmp_path, monkeypatch):
     # The trial's and the final training's models are built in the strategy's scope (the
     # tuner's first build, at its defaults, only declares the search space).
     assert strategies[-2:] == ["MirroredStrategy", "MirroredStrategy"], strategies
-
-
-def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
-    import os
-
-    from keras_tuner.src import utils as kt_utils
-
-    path = tmp_path / "oracle.json"
-    kt_utils.save_json(str(path), {"ongoing_trials": {}})
-    assert json.loads(path.read_text()) == {"ongoing_trials": {}}
-
-    def disk_fails(fd):
-        raise OSError("disk failed")
-
-    monkeypatch.setattr(os, "fsync", disk_fails)  # a crash half-way through the write
-    with pytest.raises(OSError, match="disk failed"):
-        kt_utils.save_json(str(path), {"ongoing_trials": {"tuner0": "3"}})
-    assert json.loads(path.read_text()) == {"ongoing_trials": {}}, "the old state stays whole"
-    assert [p.name for p in tmp_path.iterdir()] == ["oracle.json"], "no temporary file left"
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

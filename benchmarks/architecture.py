@@ -1,0 +1,223 @@
+"""One architecture's life in a benchmark: search, final trainings, evaluation, measurement."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from benchmarks import rundir, timing, workarounds
+from benchmarks.accelerator import distribution_strategy
+from benchmarks.callbacks import harness_callbacks
+from benchmarks.data import Splits
+from benchmarks.manifest import git_state
+from benchmarks.measure import Measurements, measure
+from benchmarks.options import RunOptions
+from benchmarks.recipe import SuiteHyperModel
+from benchmarks.tracking import Tracker
+from benchmarks.tuning import TrialQuota, TrialSetup, TrialWriter, make_tuner
+from models.registry import get_architecture
+
+PREDICT_BATCH = 512
+
+
+class ArchitectureBenchmark:
+    """Tune, retrain, evaluate and measure one architecture.
+
+    Args:
+        trials_path: where its trial rows go (a distributed worker writes its own file).
+        quota: the trials this process may still run (shared by a worker's searches).
+    """
+
+    def __init__(
+        self, name: str, options: RunOptions, splits: Splits, tracker: Tracker,
+        trials_path: Path | None = None, quota: TrialQuota | None = None,
+    ):
+        self.name = name
+        self.budget = options.budget
+        self.splits = splits
+        self.tracker = tracker
+        self.run_dir = options.run_dir
+        self.class_names = options.dataset.class_names
+        self.search_seconds: float | None = None  # wall time of this invocation's search
+        self.architecture = get_architecture(name)
+        spec = options.dataset
+        self.hypermodel = SuiteHyperModel(
+            self.architecture, spec.image_shape, spec.num_classes, self.budget
+        )
+        self.base_config = {
+            "architecture": name,
+            "family": self.architecture.family,
+            "budget": self.budget.to_dict(),
+            "budget_hash": self.budget.hash,
+            "dataset": spec.name,
+            "benchmark": options.name,
+            "git_commit": git_state()["commit"],
+            "git_dirty": git_state()["dirty"],
+        }
+        self.writer = TrialWriter(trials_path or self.run_dir / rundir.TRIALS, name, self.budget.hash)
+        self.trial_setup = TrialSetup(
+            self.budget, tracker, self.writer, self.base_config,
+            gradients=options.trial_gradients, quota=quota or TrialQuota(),
+        )
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage and return the architecture's ``results.csv`` row."""
+        start = time.perf_counter()
+        try:
+            tuner = self.make_tuner()
+            self.search(tuner)
+        except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
+            return self.failed_row(f"search failed: {rundir.one_line(exc)}")
+        self.search_seconds = time.perf_counter() - start
+        return self.result_row(tuner)
+
+    def make_tuner(self) -> kt.Tuner:
+        """This architecture's tuner, resumed from the run directory when it exists.
+
+        Raises:
+            RunDirError: Keras Tuner's saved state is unreadable.
+            Exception: whatever the architecture's ``build`` raises at its defaults.
+        """
+        project = self.run_dir / rundir.TUNER_DIR / rundir.safe_name(self.name)
+        try:
+            return make_tuner(self.hypermodel, self.trial_setup, str(project.parent), project.name)
+        except json.JSONDecodeError as exc:
+            # Keras Tuner writes its JSON state in place; a kill mid-write can cut it short.
+            raise rundir.RunDirError(
+                f"the Keras Tuner state in {project} is unreadable ({exc}); delete that "
+                "directory to restart this architecture's search (its trials.csv rows stay)"
+            ) from exc
+
+    def search(self, tuner: kt.Tuner) -> None:
+        """Run the search (as a worker of a distributed search: the chief's trials)."""
+        splits = self.splits
+        tuner.search(splits.x_tune, splits.y_tune,
+                     validation_data=(splits.x_val, splits.y_val), verbose=0)
+
+    def failed_row(self, error: str) -> dict[str, Any]:
+        return {"architecture": self.name, "status": "failed", "error": error,
+                "budget_hash": self.budget.hash}
+
+    def result_row(self, tuner: kt.Tuner) -> dict[str, Any]:
+        """The ``results.csv`` row once the search is over: best trial, final, measurements."""
+        mine = [t for t in rundir.read_rows(self.run_dir / rundir.TRIALS)
+                if t["architecture"] == self.name]
+        completed = sum(t["status"] == "COMPLETED" for t in mine)
+        counts = {"trials_completed": completed, "trials_failed": len(mine) - completed}
+        best = tuner.oracle.get_best_trials(1)
+        if not best or best[0].score is None:
+            reason = "; ".join(sorted({t["error"] for t in mine if t["error"]}))
+            return {**self.failed_row(f"no successful trial: {reason or 'no trial completed'}"),
+                    **counts}
+        best_trial = best[0]
+        try:
+            final = self.final_trainings(best_trial.hyperparameters)
+        except Exception as exc:  # noqa: BLE001 - recorded as the architecture's failure
+            return {**self.failed_row(f"final training failed: {rundir.one_line(exc)}"), **counts}
+        return {
+            "architecture": self.name,
+            "status": "ok",
+            "error": "",
+            "best_trial_id": best_trial.trial_id,
+            "best_hyperparameters": rundir.public_hyperparameters(best_trial.hyperparameters.values),
+            "val_accuracy": best_trial.score,
+            **final,
+            **counts,
+            "search_seconds": round(self.search_seconds, 1) if self.search_seconds else None,
+            "budget_hash": self.budget.hash,
+        }
+
+    def final_trainings(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """Retrain the best configuration per final seed; evaluate once on the test set."""
+        accuracies, losses, prediction_rows, run_ids = [], [], [], []
+        measurements = None
+        for seed in self.budget.final_seed_values():
+            model = self._build(hp, seed)
+            config = {**self.base_config, "seed": seed, "hyperparameters": dict(hp.values)}
+            with self.tracker.run(f"{self.name}-final-s{seed}", "final", config,
+                                  [self.name, self.budget.name]) as run:
+                accuracy, loss, rows, measured = self._fit_and_evaluate(
+                    model, hp, seed, run, with_measurements=measurements is None)
+                measurements = measurements or measured
+                if run is not None:
+                    run.summary.update(
+                        {"test_accuracy": accuracy, "test_loss": loss, **measurements.to_dict()}
+                    )
+                    run_ids.append(run.id)
+            accuracies.append(accuracy)
+            losses.append(loss)
+            prediction_rows.extend(rows)
+        rundir.write_rows(rundir.predictions_path(self.run_dir, self.name),
+                          rundir.PREDICTION_COLUMNS, prediction_rows)
+        return {
+            **rundir.seed_summary(accuracies, losses),
+            **measurements.to_dict(),
+            "wandb_run_id": " ".join(run_ids),
+        }
+
+    def _build(self, hp: kt.HyperParameters, seed: int) -> keras.Model:
+        """A fresh model of the best configuration, seeded for one final training."""
+        strategy = distribution_strategy(self.budget)
+        with timing.phase(timing.TRAINING):
+            workarounds.release_graphs()
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(seed)
+            with strategy.scope() if strategy else contextlib.nullcontext():
+                return self.hypermodel.build(hp)
+
+    def _fit_and_evaluate(
+        self, model: keras.Model, hp: kt.HyperParameters, seed: int, run, with_measurements: bool
+    ) -> tuple[float, float, list[dict[str, Any]], Measurements | None]:
+        """One final training, its test predictions and, if asked, the measurements of the
+        trained model."""
+        splits = self.splits
+        wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
+        with timing.phase(timing.TRAINING):
+            self.hypermodel.fit(
+                hp, model, splits.x_final, splits.y_final,
+                validation_data=(splits.x_val, splits.y_val), epochs=self.budget.final_epochs,
+                callbacks=harness_callbacks(wandb=wandb),
+            )
+        with timing.phase(timing.EVALUATION):
+            probabilities = model.predict(splits.x_test, batch_size=PREDICT_BATCH, verbose=0)
+            accuracy, loss, rows = evaluate(probabilities, splits.y_test, seed)
+        self.tracker.log_test_predictions(run, splits.x_test, splits.y_test, probabilities,
+                                          self.class_names)
+        measurements = None
+        if with_measurements:
+            # Timing trains the model further: measure after its predictions are kept.
+            with timing.phase(timing.MEASUREMENT):
+                measurements = measure(model, splits.x_final, splits.y_final,
+                                       self.budget.batch_size, len(splits.y_final))
+        return accuracy, loss, rows, measurements
+
+
+def evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
+    """Test accuracy, test loss and per-sample prediction rows from class probabilities."""
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    accuracy = float(np.mean(predicted == labels))
+    true_prob = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    loss = float(-np.mean(np.log(true_prob)))
+    rows = [
+        {"seed": seed, "sample": i, "label": int(t), "predicted": int(p), "confidence": f"{c:.5f}"}
+        for i, (t, p, c) in enumerate(zip(labels, predicted, confidence, strict=True))
+    ]
+    return accuracy, loss, rows
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """One line of progress for a finished architecture."""
+    if row["status"] != "ok":
+        return f"FAILED: {row['error']}"
+    return (
+        f"test accuracy {row['test_accuracy']:.4f}, val {row['val_accuracy']:.4f}, "
+        f"{row['total_params']:,} params, {row['inference_latency_ms']:.2f} ms/image"
+    )

@@ -1,0 +1,92 @@
+"""What ``archbench run`` was asked to do, and the command line that asks it again.
+
+``RunOptions`` is built once by the CLI; a local worker's command line is derived from it
+(``to_argv``), never re-spelled flag by flag, and a test checks that parsing it gives the
+same options back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import rundir
+from benchmarks.budget import PRESETS, Budget
+from benchmarks.data import DatasetSpec
+from benchmarks.distributed import DEFAULT_TIMEOUT
+from benchmarks.tracking import Tracker
+
+
+def _flag(name: str, **kwargs: Any) -> Any:
+    return field(metadata={"flag": name}, **kwargs)
+
+
+@dataclass
+class RunOptions:
+    """Everything ``archbench run`` was asked to do; each field's ``flag`` is its option."""
+
+    architectures: list[str] = _flag("--architectures")
+    budget: Budget = _flag("--budget")
+    dataset: DatasetSpec = _flag("--dataset")
+    output: Path = _flag("--output")
+    name: str = _flag("--name")
+    data_dir: Path | None = _flag("--data-dir", default=None)
+    overwrite: bool = _flag("--overwrite", default=False)
+    wandb_mode: str = _flag("--wandb-mode", default="auto")
+    wandb_project: str = _flag("--wandb-project", default="archbench")
+    wandb_entity: str | None = _flag("--wandb-entity", default=None)
+    trial_gradients: bool = _flag("--trial-gradients", default=False)
+    # None: one process; "chief" or "worker" of a distributed search
+    role: str | None = _flag("--role", default=None)
+    workers: int = _flag("--workers", default=0)  # worker processes started on this machine
+    threads: int | None = _flag("--threads", default=None)  # TensorFlow threads (None: its own)
+    chief_timeout: float = _flag("--chief-timeout", default=DEFAULT_TIMEOUT)
+    # a worker process is replaced after this many trials (0 = never)
+    recycle_after: int = _flag("--recycle-after", default=0)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output / rundir.safe_name(self.name)
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers > 0 or self.role is not None
+
+    def tracker(self) -> Tracker:
+        """The W&B tracker of this run: its runs grouped under the run's name."""
+        return Tracker(self.wandb_mode, self.wandb_project, self.name,
+                       self.run_dir / rundir.WANDB_DIR, self.wandb_entity)
+
+
+def to_argv(options: RunOptions) -> list[str]:
+    """The ``archbench run`` arguments that ask for ``options`` again."""
+    argv: list[str] = []
+    for item in dataclasses.fields(options):
+        value, flag = getattr(options, item.name), item.metadata["flag"]
+        if isinstance(value, Budget):
+            argv += budget_argv(value)
+        elif isinstance(value, DatasetSpec):
+            argv += [flag, value.name]
+        elif isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def budget_argv(budget: Budget) -> list[str]:
+    """``--budget PRESET`` and every field as its override."""
+    argv = ["--budget", budget.name if budget.name in PRESETS else "quick"]
+    for name, value in budget.to_dict().items():
+        if name == "name":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
