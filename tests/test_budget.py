@@ -34,16 +34,45 @@ def test_hash_is_stable_across_instances_and_ignores_the_name():
     assert a.hash == budget_from_dict(a.to_dict()).hash
 
 
-@pytest.mark.parametrize(
-    "field,value",
-    [("trials", 4), ("epochs", 3), ("lr_max", 0.02), ("augment", True), ("seed", 1),
-     ("tuner", "bayesian"), ("trial_timeout", 60), ("distribute", "mirrored"),
-     ("mixed_precision", "off"), ("mixed_precision", "on"), ("xla", "on"), ("xla", "off")],
-)
-def test_hash_changes_with_every_field(field, value):
+HASHED_FIELDS = [f.name for f in dataclasses.fields(Budget) if f.name != "name"]
+# The valid values of the fields that hold a name: every one is tried.
+CHOICES = {
+    "tuner": ["random", "bayesian", "hyperband"],
+    "distribute": ["none", "mirrored"],
+    "mixed_precision": ["auto", "on", "off"],
+    "xla": ["auto", "on", "off"],
+}
+
+
+def changed_values(field: str, value) -> list:
+    """Valid values of ``field`` other than ``value``: every other choice of a named
+    setting, a flipped boolean, an integer + 1, a float doubled; none for anything else."""
+    if field in CHOICES:
+        return [choice for choice in CHOICES[field] if choice != value]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1]
+    if isinstance(value, float):
+        return [value * 2]
+    return []
+
+
+def test_the_choices_are_budget_fields():
+    assert set(CHOICES) <= set(HASHED_FIELDS)
+
+
+@pytest.mark.parametrize("field", HASHED_FIELDS)
+def test_hash_changes_with_every_field(field):
     base = make_budget("quick")
-    assert getattr(base, field) != value
-    assert dataclasses.replace(base, **{field: value}).hash != base.hash
+    values = changed_values(field, getattr(base, field))
+    if not values:
+        pytest.fail(f"no changed value for the budget field {field!r} "
+                    f"({getattr(base, field)!r}): add its valid values to CHOICES")
+    for value in values:
+        changed = dataclasses.replace(base, **{field: value})  # refuses an invalid value
+        assert getattr(changed, field) != getattr(base, field)
+        assert changed.hash != base.hash, f"{field}={value!r} leaves the hash unchanged"
 
 
 @pytest.mark.parametrize(
