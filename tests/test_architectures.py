@@ -18,13 +18,17 @@ from tests.conftest import synthetic_images
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 SAMPLE_SEEDS = [1, 2]
+# The fast lane (-m "not slow") builds and trains only these; every other architecture
+# takes 3-18 s a case on 2 cores.
+FAST = {"mlp"}
 
 
 def cases():
     for name in list_architectures():
-        yield pytest.param(name, None, id=f"{name}-default")
+        marks = () if name in FAST else pytest.mark.slow
+        yield pytest.param(name, None, id=f"{name}-default", marks=marks)
         for seed in SAMPLE_SEEDS:
-            yield pytest.param(name, seed, id=f"{name}-sample{seed}")
+            yield pytest.param(name, seed, id=f"{name}-sample{seed}", marks=marks)
 
 
 @pytest.mark.parametrize("name,seed", list(cases()))
@@ -55,6 +59,7 @@ def test_has_docstring_citing_paper_and_search_space(name):
     assert "Search space" in doc, f"{name}: the docstring must describe its search space"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_architectures())
 def test_learns_above_chance_after_a_short_training(name, fashion):
     """A few dozen steps on real images must beat chance (0.1) clearly at inference.

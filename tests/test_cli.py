@@ -141,6 +141,7 @@ def test_models_lists_every_family_with_parameters(capsys):
     assert not any(line.startswith("vgg") for line in lines)
 
 
+@pytest.mark.slow
 def test_check_passes_a_good_architecture(capsys):
     code, out, _ = run_cli(capsys, "check", "mlp")
     assert code == 0
@@ -158,9 +159,10 @@ def test_check_passes_a_good_architecture(capsys):
          "outputs shape (None, 3), expected (None, 10)"),
         ("m = keras.Model(inp, keras.layers.Dense(num_classes)(keras.layers.Flatten()(inp)))\n"
          "    m.compile('sgd', 'mse')\n    return m", "returned a compiled model"),
-        ("return keras.Model(inp, keras.layers.Dense(num_classes, activation='softmax')("
-         "keras.layers.Lambda(lambda t: t * float('nan'))(keras.layers.Flatten()(inp))))",
-         "non-finite loss"),
+        pytest.param(  # runs every step of the check: seconds
+            "return keras.Model(inp, keras.layers.Dense(num_classes, activation='softmax')("
+            "keras.layers.Lambda(lambda t: t * float('nan'))(keras.layers.Flatten()(inp))))",
+            "non-finite loss", marks=pytest.mark.slow),
     ],
 )
 def test_check_fails_a_broken_architecture_with_the_reason(capsys, body, reason):

@@ -28,6 +28,7 @@ def test_real_files_load_with_expected_shapes_and_class_counts(fashion):
     assert all(len(digest) == 64 for digest in fashion.checksums.values())
 
 
+@pytest.mark.slow  # three splits of all 70,000 images: seconds
 def test_split_is_stratified_disjoint_and_repeatable(fashion):
     a = make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=3)
     b = make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=3)

@@ -244,6 +244,7 @@ def check_complete(run_dir: Path, workers: set[str]) -> list[dict]:
     return trials
 
 
+@pytest.mark.slow
 def test_a_chief_and_two_workers_on_loopback_finish_a_smoke_budget(tmp_path, fashion_dir):
     port = free_port_range(1)
     argv = smoke_argv(fashion_dir, tmp_path, "--chief-timeout", "120")
@@ -290,6 +291,7 @@ def worker_pid(parent: int, tuner_id: str) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_restarted_and_the_search_completes(tmp_path, fashion_dir):
     chief = subprocess.Popen(
         smoke_argv(fashion_dir, tmp_path, "--workers", "2", "--chief-timeout", "120"),

@@ -17,6 +17,9 @@ from benchmarks.budget import make_budget
 from reports.leaderboard import MAIN_HEADERS, TIME_HEADERS
 from tests.conftest import table_rows, wandb_inspect
 
+# Every test here runs `archbench` on the real data in subprocesses (minutes).
+pytestmark = pytest.mark.slow
+
 ARCHS = ["simple_cnn", "mlp"]
 TRIALS = 2
 

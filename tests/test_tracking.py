@@ -36,6 +36,7 @@ def test_explicit_modes_and_unknown_mode(no_credentials):
         resolve_mode("loud")
 
 
+@pytest.mark.slow  # starts W&B's service and waits for online to fail
 def test_online_that_cannot_start_falls_back_to_offline_without_leaking_the_key(
     no_credentials, monkeypatch, tmp_path, capsys
 ):

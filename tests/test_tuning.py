@@ -87,6 +87,7 @@ def test_check_finite_fails_nan_loss():
         check_finite(history)
 
 
+@pytest.mark.slow
 def test_successful_search_writes_one_row_per_trial(tmp_path):
     row, trials = bench("mlp", tmp_path, tiny_splits())
     assert row["status"] == "ok"
@@ -161,6 +162,7 @@ def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp
     assert sampled[0][0] != sampled[0][1]
 
 
+@pytest.mark.slow
 def test_trial_over_its_time_limit_fails_and_the_search_goes_on(tmp_path, monkeypatch):
     ticks = iter(range(0, 10**6, 100))  # every reading of the clock is 100 s later
     monkeypatch.setattr(TrialTimeLimit, "clock", staticmethod(lambda: float(next(ticks))))
@@ -172,6 +174,7 @@ def test_trial_over_its_time_limit_fails_and_the_search_goes_on(tmp_path, monkey
     assert row["status"] == "failed" and "time limit" in row["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
 def test_every_tuner_runs_the_same_recipe_to_a_result(tmp_path, tuner):
     budget = dataclasses.replace(BUDGET, tuner=tuner, epochs=2, trials=2)
@@ -204,6 +207,7 @@ def float32_afterwards():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow  # compiles with XLA
 def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterwards):
     from benchmarks.accelerator import apply_accelerator
 
@@ -221,6 +225,7 @@ def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterward
     assert np.isfinite(loss if np.isscalar(loss) else loss[0])
 
 
+@pytest.mark.slow
 def test_a_mirrored_search_runs_under_its_strategy(tmp_path, monkeypatch):
     """On a CPU-only machine MirroredStrategy has one replica: the path, not the speed-up."""
     import tensorflow as tf
@@ -242,6 +247,7 @@ def test_a_mirrored_search_runs_under_its_strategy(tmp_path, monkeypatch):
     assert strategies[-2:] == ["MirroredStrategy", "MirroredStrategy"], strategies
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_swallowed_ctrl_c_stops_the_search_at_the_next_epoch_end(tmp_path, monkeypatch):
     from tests.test_interrupt import signal_inside_a_weakref_callback
@@ -267,6 +273,7 @@ def test_a_swallowed_ctrl_c_stops_the_search_at_the_next_epoch_end(tmp_path, mon
     assert "stopped by SIGINT" in summary["summary"]["error"]
 
 
+@pytest.mark.slow
 def test_a_search_keeps_no_graphs_of_earlier_trials(tmp_path):
     # TensorFlow's gradient registry would keep every traced training step of the process
     # alive (tensorflow/tensorflow#61791): memory grew with every trial.
