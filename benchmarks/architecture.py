@@ -16,13 +16,14 @@ from benchmarks import rundir, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.callbacks import harness_callbacks
 from benchmarks.data import Splits
+from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
 from benchmarks.measure import Measurements, measure
 from benchmarks.options import RunOptions
 from benchmarks.recipe import SuiteHyperModel
 from benchmarks.tracking import Tracker
 from benchmarks.tuning import TrialQuota, TrialSetup, TrialWriter, make_tuner
-from models.registry import get_architecture
+from models.registry import NotApplicable, get_architecture
 
 PREDICT_BATCH = 512
 
@@ -44,19 +45,17 @@ class ArchitectureBenchmark:
         self.splits = splits
         self.tracker = tracker
         self.run_dir = options.run_dir
-        self.class_names = options.dataset.class_names
         self.search_seconds: float | None = None  # wall time of this invocation's search
         self.architecture = get_architecture(name)
-        spec = options.dataset
         self.hypermodel = SuiteHyperModel(
-            self.architecture, spec.image_shape, spec.num_classes, self.budget
+            self.architecture, splits.image_shape, splits.num_classes, self.budget
         )
         self.base_config = {
             "architecture": name,
             "family": self.architecture.family,
             "budget": self.budget.to_dict(),
             "budget_hash": self.budget.hash,
-            "dataset": spec.name,
+            "dataset": dataset_label(options.data_request),
             "benchmark": options.name,
             "git_commit": git_state()["commit"],
             "git_dirty": git_state()["dirty"],
@@ -74,7 +73,7 @@ class ArchitectureBenchmark:
             tuner = self.make_tuner()
             self.search(tuner)
         except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
-            return self.failed_row(f"search failed: {rundir.one_line(exc)}")
+            return self.failed_row(exc)
         self.search_seconds = time.perf_counter() - start
         return self.result_row(tuner)
 
@@ -101,8 +100,16 @@ class ArchitectureBenchmark:
         tuner.search(splits.x_tune, splits.y_tune,
                      validation_data=(splits.x_val, splits.y_val), verbose=0)
 
-    def failed_row(self, error: str) -> dict[str, Any]:
-        return {"architecture": self.name, "status": "failed", "error": error,
+    def failed_row(self, error: str | BaseException) -> dict[str, Any]:
+        """The row of an architecture without result: its search failed (``error`` is the
+        exception), or a later stage (``error`` says which); an input the architecture is
+        not made for makes it "not applicable"."""
+        status = "failed"
+        if isinstance(error, BaseException):
+            cause = _cause(error, NotApplicable)
+            status = rundir.NOT_APPLICABLE if cause else "failed"
+            error = str(cause) if cause else f"search failed: {rundir.one_line(error)}"
+        return {"architecture": self.name, "status": status, "error": error,
                 "budget_hash": self.budget.hash}
 
     def result_row(self, tuner: kt.Tuner) -> dict[str, Any]:
@@ -187,9 +194,10 @@ class ArchitectureBenchmark:
             )
         with timing.phase(timing.EVALUATION):
             probabilities = model.predict(splits.x_test, batch_size=PREDICT_BATCH, verbose=0)
-            accuracy, loss, rows = evaluate(probabilities, splits.y_test, seed)
+            accuracy, loss, rows = evaluate(probabilities, splits.y_test, seed,
+                                            splits.class_names)
         self.tracker.log_test_predictions(run, splits.x_test, splits.y_test, probabilities,
-                                          self.class_names)
+                                          splits.class_names)
         measurements = None
         if with_measurements:
             # Timing trains the model further: measure after its predictions are kept.
@@ -199,7 +207,15 @@ class ArchitectureBenchmark:
         return accuracy, loss, rows, measurements
 
 
-def evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
+def _cause(exc: BaseException | None, kind: type) -> BaseException | None:
+    """``exc`` or the first exception it was raised from (or during) that is a ``kind``."""
+    while exc is not None and not isinstance(exc, kind):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int,
+             class_names: tuple[str, ...]):
     """Test accuracy, test loss and per-sample prediction rows from class probabilities."""
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
@@ -207,7 +223,8 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
     true_prob = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
     loss = float(-np.mean(np.log(true_prob)))
     rows = [
-        {"seed": seed, "sample": i, "label": int(t), "predicted": int(p), "confidence": f"{c:.5f}"}
+        {"seed": seed, "sample": i, "label": int(t), "predicted": int(p), "confidence": f"{c:.5f}",
+         "label_name": class_names[t], "predicted_name": class_names[p]}
         for i, (t, p, c) in enumerate(zip(labels, predicted, confidence, strict=True))
     ]
     return accuracy, loss, rows
@@ -215,6 +232,8 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, seed: int):
 
 def summary_line(row: dict[str, Any]) -> str:
     """One line of progress for a finished architecture."""
+    if row["status"] == rundir.NOT_APPLICABLE:
+        return f"not applicable: {row['error']}"
     if row["status"] != "ok":
         return f"FAILED: {row['error']}"
     return (

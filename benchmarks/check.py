@@ -10,7 +10,6 @@ import keras_tuner as kt
 import numpy as np
 
 from benchmarks.budget import make_budget
-from benchmarks.data import DatasetSpec
 from benchmarks.measure import inference_speed
 from benchmarks.recipe import SuiteHyperModel, check_model
 from benchmarks.rundir import format_hyperparameters, one_line
@@ -37,14 +36,14 @@ def sample_hyperparameters(
 
 
 def check_architecture(
-    architecture: Architecture, spec: DatasetSpec, report: Callable[[str], None] = print
+    architecture: Architecture, shape: tuple[int, int, int], classes: int,
+    report: Callable[[str], None] = print,
 ) -> None:
     """Build at the defaults and at sampled hyperparameters, train one step, time a forward.
 
     Raises:
         CheckFailed: naming the step that failed and its error.
     """
-    shape, classes = spec.image_shape, spec.num_classes
     candidates = [("default hyperparameters", kt.HyperParameters())]
     for seed in range(1, SAMPLES + 1):
         try:

@@ -96,8 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--architectures", "-a", nargs="+", default=["*"], metavar="NAME",
         help="names or wildcards, space- or comma-separated (default: every architecture)",
     )
-    run.add_argument("--dataset", default="fashion_mnist", help="dataset (default: fashion_mnist)")
-    run.add_argument("--data-dir", type=Path, help="directory holding the dataset's files")
+    _add_data_options(run)
+    run.add_argument(
+        "--image-size", type=_image_size, metavar="HxW",
+        help="--dataset folder: resize every image to HxW (default: the most common size)",
+    )
+    run.add_argument(
+        "--test-fraction", type=_number, default=0.2, metavar="F",
+        help="share of a dataset without a test split carved off as its test set (default 0.2)",
+    )
     run.add_argument("--output", "-o", type=Path, default=Path("runs"), help="parent of run directories (default: runs)")
     run.add_argument("--name", help="run directory name and W&B group (default: DATASET-BUDGET)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
@@ -113,12 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list registered architectures")
     models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
+    _add_data_options(models)
 
     check = commands.add_parser(
         "check", help="validate one architecture in seconds, before any budget is spent"
     )
     check.add_argument("name", help="registered architecture name")
-    check.add_argument("--dataset", default="fashion_mnist", help="dataset whose shapes to use")
+    _add_data_options(check)
 
     report = commands.add_parser(
         "report", help="write the leaderboard of a run directory, or of a W&B group"
@@ -129,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
     report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    from benchmarks.datasets import NAMES
+
+    parser.add_argument("--dataset", default="fashion_mnist",
+                        help=f"{', '.join(NAMES)} (default: fashion_mnist)")
+    parser.add_argument("--data-dir", type=Path, help="the dataset's files: a directory (built-in "
+                        "datasets, --dataset folder) or FILE.npz (--dataset npz)")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 64x64, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return height, width
 
 
 def _add_scale_options(run: argparse.ArgumentParser) -> None:
@@ -170,7 +197,8 @@ def options_from_args(args: argparse.Namespace):
         UserError, BudgetError, DataError, TrackingError, RegistryError: bad input.
     """
     from benchmarks.budget import make_budget
-    from benchmarks.data import get_spec
+    from benchmarks.data import DataRequest
+    from benchmarks.datasets import check_request, dataset_label
     from benchmarks.distributed import DEFAULT_TIMEOUT, ROLES
     from benchmarks.options import RunOptions
     from benchmarks.tracking import resolve_mode
@@ -178,7 +206,8 @@ def options_from_args(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
-    spec = get_spec(args.dataset)
+    request = DataRequest(args.dataset, args.data_dir, args.image_size, args.test_fraction)
+    check_request(request)
     resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures))
     if args.role is not None and args.role not in ROLES:
@@ -197,8 +226,9 @@ def options_from_args(args: argparse.Namespace):
     if not timeout > 0:
         raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
     return RunOptions(
-        architectures=names, budget=budget, dataset=spec, output=args.output,
-        name=args.name or f"{spec.name}-{budget.name}", data_dir=args.data_dir,
+        architectures=names, budget=budget, dataset=args.dataset, output=args.output,
+        name=args.name or f"{dataset_label(request)}-{budget.name}", data_dir=args.data_dir,
+        image_size=args.image_size, test_fraction=args.test_fraction,
         overwrite=args.overwrite, wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
         trial_gradients=args.trial_gradients, role=args.role, workers=args.workers,
@@ -225,16 +255,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     import keras_tuner as kt
     from tabulate import tabulate
 
-    from benchmarks.data import FASHION_MNIST
+    from benchmarks.data import DataRequest
+    from benchmarks.datasets import input_shape
     from models.registry import broken_modules, get_architecture, list_architectures
 
+    names = list_architectures(args.pattern)
+    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
     rows = []
-    for name in list_architectures(args.pattern):
+    for name in names:
         arch = get_architecture(name)
-        model = arch.build(kt.HyperParameters(), FASHION_MNIST.image_shape, FASHION_MNIST.num_classes)
+        model = arch.build(kt.HyperParameters(), shape, classes)
         rows.append([name, arch.family, f"{model.count_params():,}", arch.description])
     print(tabulate(rows, headers=["architecture", "family", "parameters*", "description"]))
-    print("* at default hyperparameters, for Fashion-MNIST (28x28x1, 10 classes)")
+    print(f"* at default hyperparameters, for {args.dataset} "
+          f"({'x'.join(map(str, shape))}, {classes} classes)")
     for module, error in broken_modules().items():
         print(f"archbench: warning: {module} failed to import: {error}", file=sys.stderr)
     if not rows:
@@ -244,14 +278,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from benchmarks.check import CheckFailed, check_architecture
-    from benchmarks.data import get_spec
+    from benchmarks.data import DataRequest
+    from benchmarks.datasets import input_shape
     from models.registry import get_architecture
 
     architecture = get_architecture(args.name)
-    spec = get_spec(args.dataset)
-    print(f"checking {architecture.name} ({architecture.module}) on {spec.name} shapes")
+    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
+    print(f"checking {architecture.name} ({architecture.module}) on {args.dataset} shapes "
+          f"({'x'.join(map(str, shape))}, {classes} classes)")
     try:
-        check_architecture(architecture, spec)
+        check_architecture(architecture, shape, classes)
     except CheckFailed as exc:
         print(f"archbench: check failed: {architecture.name}: {exc}", file=sys.stderr)
         return 1

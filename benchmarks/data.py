@@ -1,20 +1,24 @@
-"""Datasets: where the files come from, how they are checked, and how they are split."""
+"""Datasets: the one shape every source fills, the checks, and the split into train/val.
+
+Every source (``benchmarks.datasets``) yields a ``Dataset``: a name, class names, images
+``(n, height, width, channels)`` as unsigned bytes or floats in [0, 1] (memory-mapped
+arrays are fine), integer labels, where it came from and a fingerprint (checksums of its
+source files) that the manifest records and the resume check compares.
+"""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
-LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 FINITE_CHECK_CHUNK = 4096  # images per np.isfinite pass: memory-mapped arrays stay on disk
+MAX_VALIDATION_SHARE = 0.2  # of the training set, when a budget asks for more than there is
+Notice = Callable[[str], None]
 
 
 class DataError(ValueError):
@@ -22,206 +26,100 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """What archbench needs to know to find, check and use one image dataset."""
+class DataRequest:
+    """What the user asked for: ``--dataset``, ``--data-dir``, ``--image-size``,
+    ``--test-fraction`` (for sources without a test split of their own)."""
 
-    name: str
-    class_names: tuple[str, ...]
-    image_shape: tuple[int, int, int]
-    # role ("train_images", "train_labels", "test_images", "test_labels") -> file name
-    files: dict[str, str]
-    counts: dict[str, int]  # "train" / "test" -> number of images
-    keras_cache_subdir: str  # below ~/.keras/datasets
-    system_subdir: str  # below /usr/share/datasets (Debian's dataset packages)
-    keras_dataset: str  # module of keras.datasets that can download it
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-FASHION_MNIST = DatasetSpec(
-    name="fashion_mnist",
-    class_names=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
-    image_shape=(28, 28, 1),
-    files={
-        "train_images": "train-images-idx3-ubyte.gz",
-        "train_labels": "train-labels-idx1-ubyte.gz",
-        "test_images": "t10k-images-idx3-ubyte.gz",
-        "test_labels": "t10k-labels-idx1-ubyte.gz",
-    },
-    counts={"train": 60000, "test": 10000},
-    keras_cache_subdir="fashion-mnist",
-    system_subdir="fashion-mnist",
-    keras_dataset="fashion_mnist",
-)
-
-DATASETS: dict[str, DatasetSpec] = {FASHION_MNIST.name: FASHION_MNIST}
+    name: str = "fashion_mnist"
+    data_dir: Path | None = None
+    image_size: tuple[int, int] | None = None  # folders: (height, width) to resize to
+    test_fraction: float = 0.2
 
 
 @dataclass
 class Dataset:
     """The checked arrays of one dataset and where they came from."""
 
-    spec: DatasetSpec
-    x_train: np.ndarray  # uint8, (n, height, width)
-    y_train: np.ndarray  # uint8, (n,)
+    name: str
+    class_names: tuple[str, ...]
+    x_train: np.ndarray  # (n, height, width, channels), uint8 or float in [0, 1]
+    y_train: np.ndarray  # (n,) integer labels
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
-def get_spec(name: str) -> DatasetSpec:
-    """The dataset called ``name``; raises DataError naming the known ones otherwise."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
-def keras_cache_dir(spec: DatasetSpec) -> Path:
-    """Where ``keras.datasets`` keeps the files of ``spec``."""
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def keras_cache_dir(subdir: str) -> Path:
+    """Where ``keras.datasets`` keeps a dataset's files."""
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    return keras_home / "datasets" / spec.keras_cache_subdir
+    return keras_home / "datasets" / subdir
 
 
-def find_data_dir(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path | None:
-    """The first directory holding every file of ``spec``, or None to download.
-
-    Order: an explicit ``data_dir`` (which must hold the files), the Keras cache, then
-    Debian's dataset package under /usr/share/datasets.
-
-    Raises:
-        DataError: ``data_dir`` was given but does not hold the files.
-    """
-    if data_dir is not None:
-        path = Path(data_dir)
-        if not path.is_dir():
-            raise DataError(f"data directory {path} does not exist")
-        missing = [n for n in spec.files.values() if _locate(path, n) is None]
-        if missing:
-            raise DataError(f"data directory {path} lacks {', '.join(missing)}")
-        return path
-    for candidate in (keras_cache_dir(spec), SYSTEM_DATA_ROOT / spec.system_subdir):
-        if all(_locate(candidate, n) is not None for n in spec.files.values()):
-            return candidate
-    return None
-
-
-def _locate(directory: Path, file_name: str) -> Path | None:
-    """The file, gzipped as named or already uncompressed."""
-    for name in (file_name, file_name.removesuffix(".gz")):
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
-def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> Dataset:
-    """Load and check every file of ``spec``, downloading through Keras as a last resort.
-
-    Raises:
-        DataError: a file is missing, truncated, corrupt or of the wrong shape.
-    """
-    directory = find_data_dir(spec, data_dir)
-    if directory is None:
-        directory = _download(spec)
-    arrays, checksums = {}, {}
-    for role, file_name in spec.files.items():
-        path = _locate(directory, file_name)
-        if path is None:
-            raise DataError(f"{directory / file_name} is missing")
-        raw = path.read_bytes()
-        checksums[path.name] = hashlib.sha256(raw).hexdigest()
-        arrays[role] = parse_idx(raw, path)
-    dataset = Dataset(
-        spec=spec,
-        x_train=arrays["train_images"],
-        y_train=arrays["train_labels"],
-        x_test=arrays["test_images"],
-        y_test=arrays["test_labels"],
-        source=str(directory),
-        checksums=checksums,
-    )
-    check_dataset(dataset)
-    return dataset
-
-
-def _download(spec: DatasetSpec) -> Path:
+def download(name: str, keras_dataset: str, looked_in: list[Path]) -> None:
     import keras  # deferred: only needed when no local copy exists
 
     try:
-        getattr(keras.datasets, spec.keras_dataset).load_data()
+        getattr(keras.datasets, keras_dataset).load_data()
     except Exception as exc:  # noqa: BLE001 - any download failure becomes one message
         raise DataError(
-            f"no local copy of {spec.name} (looked in {keras_cache_dir(spec)} and "
-            f"{SYSTEM_DATA_ROOT / spec.system_subdir}) and the download failed: {exc}; "
-            "pass --data-dir or install Debian's dataset package"
+            f"no local copy of {name} (looked in {', '.join(map(str, looked_in))}) and the "
+            f"download failed: {' '.join(str(exc).split())}; pass --data-dir"
         ) from exc
-    return keras_cache_dir(spec)
 
 
-def parse_idx(raw: bytes, path: Path | str) -> np.ndarray:
-    """Decode one IDX file (gzipped or not) of unsigned bytes, checking its header and size.
-
-    Raises:
-        DataError: wrong magic number, truncated data or a corrupt gzip stream.
-    """
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(raw) < 4:
-        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
-    (magic,) = struct.unpack(">I", raw[:4])
-    if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
-        raise DataError(
-            f"{path}: wrong magic number 0x{magic:08x} (expected 0x{IMAGES_MAGIC:08x} for "
-            f"images or 0x{LABELS_MAGIC:08x} for labels)"
-        )
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataError(
-            f"{path}: holds {len(raw)} bytes but its header {shape} needs {expected} "
-            "(truncated or corrupt file)"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+def existing_dir(data_dir: str | Path) -> Path:
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise DataError(f"data directory {path} does not exist")
+    return path
 
 
 def check_dataset(dataset: Dataset) -> None:
-    """Check counts, image shapes, label range and finite values against the spec.
+    """Check shapes, lengths, label range and finite values.
 
     Raises:
-        DataError: naming the first mismatch.
+        DataError: naming the first problem.
     """
-    spec = dataset.spec
-    height, width, _ = spec.image_shape
-    for split, x, y in (
-        ("train", dataset.x_train, dataset.y_train),
-        ("test", dataset.x_test, dataset.y_test),
-    ):
-        if x.shape != (spec.counts[split], height, width):
-            raise DataError(
-                f"{spec.name} {split} images have shape {x.shape}, expected "
-                f"{(spec.counts[split], height, width)}"
-            )
-        if y.shape != (spec.counts[split],):
-            raise DataError(f"{spec.name} {split} labels have shape {y.shape}")
-        if y.size and int(y.max()) >= spec.num_classes:
-            raise DataError(
-                f"{spec.name} {split} labels reach {int(y.max())}, beyond the "
-                f"{spec.num_classes} classes"
-            )
-    for role in ("x_train", "y_train", "x_test", "y_test"):
-        check_finite_array(getattr(dataset, role), f"{spec.name} {role}")
+    name = dataset.name
+    if dataset.num_classes < 2:
+        raise DataError(f"{name} has {dataset.num_classes} class(es); a classifier needs 2 or more")
+    for split in ("train", "test"):
+        x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+        if x.ndim != 4:
+            raise DataError(f"{name} x_{split} has shape {x.shape}; expected (images, height, "
+                            "width, channels)")
+        if x.shape[1:] != dataset.x_train.shape[1:]:
+            raise DataError(f"{name} x_{split} images are {x.shape[1:]}, the training images "
+                            f"{dataset.x_train.shape[1:]}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{name} y_{split} has shape {y.shape} for {len(x):,} images")
+        if not len(y):
+            raise DataError(f"{name} has no {split} images")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{name} y_{split} holds {y.dtype} values; labels must be integers")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= dataset.num_classes:
+            raise DataError(f"{name} {split} labels reach {low if low < 0 else high}, beyond the "
+                            f"{dataset.num_classes} classes (0 to {dataset.num_classes - 1})")
+    for role in ("x_train", "x_test"):
+        check_finite_array(getattr(dataset, role), f"{name} {role}")
 
 
 def check_finite_array(array: np.ndarray, name: str) -> None:
@@ -229,9 +127,9 @@ def check_finite_array(array: np.ndarray, name: str) -> None:
 
     A model fed such values may train to a finite, meaningless loss: some CPU kernels
     (oneDNN's fused ones) turn the NaN of ``inf - inf`` into zeros. Integer arrays (the
-    IDX files' unsigned bytes) cannot hold NaN or infinity, so only
-    floating-point arrays are scanned, in chunks so that a memory-mapped array is never
-    read into memory whole.
+    IDX files' unsigned bytes) cannot hold NaN or infinity, so only floating-point
+    arrays are scanned, in chunks so that a memory-mapped array is never read into
+    memory whole.
 
     Raises:
         DataError: naming the array and how many of its values are not finite.
@@ -258,6 +156,15 @@ class Splits:
     y_final: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_tune.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def sizes(self) -> dict[str, int]:
         return {
@@ -286,28 +193,54 @@ def stratified_take(labels: np.ndarray, size: int, rng: np.random.Generator) -> 
     return np.sort(np.concatenate(chosen))
 
 
+def carve_test_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train indices, test indices) for a source without a test split."""
+    test_idx = stratified_take(labels, max(1, round(len(labels) * fraction)),
+                               np.random.default_rng(seed))
+    return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
+
+
+def fit_sizes(total: int, val_size: int, train_size: int, final_train_size: int,
+              notice: Notice = print) -> tuple[int, int, int]:
+    """The budget's split sizes, made to fit a dataset smaller than they assume.
+
+    A budget's sizes are upper bounds: the validation split takes at most a fifth of the
+    training set, and the tuning and final-training subsets at most what is left (then
+    all of it). Every change is one notice line; the manifest records the sizes used.
+    """
+    changes = []
+    if val_size > MAX_VALIDATION_SHARE * total:
+        fitted = max(1, int(MAX_VALIDATION_SHARE * total))
+        changes.append(f"val_size {val_size:,} -> {fitted:,}")
+        val_size = fitted
+    rest = total - val_size
+    if train_size > rest:
+        changes.append(f"train_size {train_size:,} -> all {rest:,}")
+        train_size = 0
+    if final_train_size > rest:
+        changes.append(f"final_train_size {final_train_size:,} -> all {rest:,}")
+        final_train_size = 0
+    if changes:
+        notice(f"archbench: the training set has {total:,} images, fewer than the budget "
+               f"assumes: {', '.join(changes)}")
+    return val_size, train_size, final_train_size
+
+
 def make_splits(
-    dataset: Dataset, val_size: int, train_size: int, final_train_size: int, seed: int
+    dataset: Dataset, val_size: int, train_size: int, final_train_size: int, seed: int,
+    notice: Notice = print,
 ) -> Splits:
     """Carve a stratified validation split from the training set with a fixed seed.
 
     The rest of the training set is the training split; ``train_size`` and
     ``final_train_size`` take stratified subsets of it for tuning and for the final
-    training (0 = all of it). The test set is left whole and untouched.
-
-    Raises:
-        DataError: the sizes ask for more images than there are.
+    training (0 = all of it); sizes larger than the data are fitted (``fit_sizes``). The
+    test set is left whole and untouched.
     """
     total = len(dataset.y_train)
-    if val_size >= total:
-        raise DataError(f"val_size {val_size} leaves no training images (the set has {total})")
+    val_size, train_size, final_train_size = fit_sizes(
+        total, val_size, train_size, final_train_size, notice)
     rest = total - val_size
-    for name, size in (("train_size", train_size), ("final_train_size", final_train_size)):
-        if size > rest:
-            raise DataError(
-                f"{name} {size} is larger than the {rest} training images left after the "
-                f"validation split of {val_size}"
-            )
     rng = np.random.default_rng(seed)
     val_idx = stratified_take(dataset.y_train, val_size, rng)
     train_idx = np.setdiff1d(np.arange(total), val_idx)
@@ -319,14 +252,17 @@ def make_splits(
         *_images(dataset, val_idx),
         *_images(dataset, final_idx),
         to_float(dataset.x_test),
-        dataset.y_test.astype(np.int64),
+        np.asarray(dataset.y_test).astype(np.int64),
+        class_names=tuple(dataset.class_names),
     )
 
 
 def _images(dataset: Dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return to_float(dataset.x_train[idx]), dataset.y_train[idx].astype(np.int64)
+    return to_float(dataset.x_train[idx]), np.asarray(dataset.y_train[idx]).astype(np.int64)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, h, w) -> float32 (n, h, w, 1) in [0, 1]."""
-    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+    """Images as float32 in [0, 1]: unsigned bytes are divided by 255, floats kept."""
+    if np.issubdtype(images.dtype, np.integer):
+        return np.asarray(images).astype(np.float32) / np.float32(255.0)
+    return np.asarray(images, dtype=np.float32)

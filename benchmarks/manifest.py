@@ -50,12 +50,6 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
         return None
     manifest = rundir.read_json(path / rundir.MANIFEST)
     check_same_budget(manifest, options, path)
-    if manifest["dataset"]["name"] != options.dataset.name:
-        raise rundir.RunDirError(
-            f"{path} holds a run with a different dataset {manifest['dataset']['name']} -> "
-            f"{options.dataset.name}; resume it with its own settings, or start a new run "
-            "with --name NAME (or --overwrite)"
-        )
     return manifest
 
 
@@ -134,11 +128,12 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
         "name": options.name,
         "budget": {"fields": options.budget.to_dict(), "hash": options.budget.hash},
         "dataset": {
-            "name": dataset.spec.name,
+            "name": dataset.name,
             "source": dataset.source,
             "checksums": dataset.checksums,
             "split_sizes": splits.sizes(),
-            "class_names": list(dataset.spec.class_names),
+            "class_names": list(dataset.class_names),
+            "image_shape": list(dataset.image_shape),
         },
         "architectures": options.architectures,
         "seeds": {"budget": options.budget.seed, "final": options.budget.final_seed_values()},
@@ -162,6 +157,12 @@ def open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict
     manifest = prepare_run_dir(options)
     if manifest is None:
         manifest = new_manifest(options, dataset, splits)
+    elif manifest["dataset"]["name"] != dataset.name:
+        raise rundir.RunDirError(
+            f"{options.run_dir} holds a run with a different dataset "
+            f"{manifest['dataset']['name']} -> {dataset.name}; resume it with its own settings, "
+            "or start a new run with --name NAME (or --overwrite)"
+        )
     elif manifest["dataset"]["checksums"] != dataset.checksums:
         raise rundir.RunDirError(
             f"{options.run_dir} was made from other dataset files than {dataset.source}; "

@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks import rundir
 from benchmarks.budget import PRESETS, Budget
-from benchmarks.data import DatasetSpec
+from benchmarks.data import DataRequest
 from benchmarks.distributed import DEFAULT_TIMEOUT
 from benchmarks.tracking import Tracker
 
@@ -29,10 +29,12 @@ class RunOptions:
 
     architectures: list[str] = _flag("--architectures")
     budget: Budget = _flag("--budget")
-    dataset: DatasetSpec = _flag("--dataset")
+    dataset: str = _flag("--dataset")
     output: Path = _flag("--output")
     name: str = _flag("--name")
     data_dir: Path | None = _flag("--data-dir", default=None)
+    image_size: tuple[int, int] | None = _flag("--image-size", default=None)  # (height, width)
+    test_fraction: float = _flag("--test-fraction", default=0.2)
     overwrite: bool = _flag("--overwrite", default=False)
     wandb_mode: str = _flag("--wandb-mode", default="auto")
     wandb_project: str = _flag("--wandb-project", default="archbench")
@@ -51,6 +53,10 @@ class RunOptions:
         return self.output / rundir.safe_name(self.name)
 
     @property
+    def data_request(self) -> DataRequest:
+        return DataRequest(self.dataset, self.data_dir, self.image_size, self.test_fraction)
+
+    @property
     def distributed(self) -> bool:
         return self.workers > 0 or self.role is not None
 
@@ -67,8 +73,8 @@ def to_argv(options: RunOptions) -> list[str]:
         value, flag = getattr(options, item.name), item.metadata["flag"]
         if isinstance(value, Budget):
             argv += budget_argv(value)
-        elif isinstance(value, DatasetSpec):
-            argv += [flag, value.name]
+        elif isinstance(value, tuple):
+            argv += [flag, "x".join(map(str, value))]
         elif isinstance(value, bool):
             argv += [flag] if value else []
         elif isinstance(value, list):

@@ -36,9 +36,10 @@ def _archbench(*argv: str) -> None:
 
 def load_splits(budget):
     """The budget's splits of Fashion-MNIST, loaded once for every comparison."""
-    from benchmarks.data import FASHION_MNIST, load_dataset, make_splits
+    from benchmarks.data import DataRequest, make_splits
+    from benchmarks.datasets import load_dataset
 
-    dataset = load_dataset(FASHION_MNIST)
+    dataset = load_dataset(DataRequest("fashion_mnist"), seed=budget.seed)
     return make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
                        budget.seed)
 
@@ -48,7 +49,6 @@ def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
     import keras
 
     from benchmarks.architecture import ArchitectureBenchmark
-    from benchmarks.data import FASHION_MNIST
     from benchmarks.options import RunOptions
     from benchmarks.recipe import LOSS
     from benchmarks.tuning import trial_seed
@@ -64,7 +64,7 @@ def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
             keras.utils.set_random_seed(trial_seed(budget.seed, str(i)))
             hp = kt.HyperParameters()
             hp.values = dict(values)
-            model = architecture.build(hp, FASHION_MNIST.image_shape, FASHION_MNIST.num_classes)
+            model = architecture.build(hp, splits.image_shape, splits.num_classes)
             model.compile(keras.optimizers.Adam(values["learning_rate"]), LOSS, metrics=["accuracy"])
             model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size, epochs=budget.epochs,
                       validation_data=(splits.x_val, splits.y_val), verbose=0)
@@ -73,7 +73,7 @@ def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
     from benchmarks import rundir
 
     def suite(mode: str) -> tuple[float, list[dict]]:
-        options = RunOptions([arch], budget, FASHION_MNIST, output, f"perf-suite-{mode}",
+        options = RunOptions([arch], budget, "fashion_mnist", output, f"perf-suite-{mode}",
                              wandb_mode=mode, wandb_project="archbench-perf", overwrite=True)
         shutil.rmtree(options.run_dir, ignore_errors=True)
         options.run_dir.mkdir(parents=True)
@@ -123,7 +123,6 @@ def input_pipeline(arch: str, budget, splits, epochs: int) -> dict:
     import keras_tuner as kt
     import tensorflow as tf
 
-    from benchmarks.data import FASHION_MNIST
     from models.registry import get_architecture
 
     n = len(splits.y_final)
@@ -143,8 +142,8 @@ def input_pipeline(arch: str, budget, splits, epochs: int) -> dict:
     def run(data, **kwargs) -> list[float]:
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        model = get_architecture(arch).build(kt.HyperParameters(), FASHION_MNIST.image_shape,
-                                             FASHION_MNIST.num_classes)
+        model = get_architecture(arch).build(kt.HyperParameters(), splits.image_shape,
+                                             splits.num_classes)
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         timer = EpochTimes()
         model.fit(*data, epochs=epochs + 1, verbose=0, callbacks=[timer], **kwargs)
@@ -177,7 +176,6 @@ def accelerator_options(arch: str, budget, splits) -> dict:
     import keras_tuner as kt
 
     from benchmarks.accelerator import apply_accelerator
-    from benchmarks.data import FASHION_MNIST
     from benchmarks.measure import training_throughput
     from benchmarks.recipe import SuiteHyperModel
     from models.registry import get_architecture
@@ -191,8 +189,8 @@ def accelerator_options(arch: str, budget, splits) -> dict:
             changed = dataclasses.replace(budget, **fields)
             apply_accelerator(changed)
             keras.backend.clear_session()
-            model = SuiteHyperModel(get_architecture(arch), FASHION_MNIST.image_shape,
-                                    FASHION_MNIST.num_classes, changed).build(kt.HyperParameters())
+            model = SuiteHyperModel(get_architecture(arch), splits.image_shape,
+                                    splits.num_classes, changed).build(kt.HyperParameters())
             speed = training_throughput(model, splits.x_final, splits.y_final, budget.batch_size)
             result[label] = round(speed, 1)
     finally:

@@ -46,7 +46,7 @@ WORKERS_DIR = "workers"  # distributed runs: workers/<tuner id>/trials.csv and l
 
 RESULT_COLUMNS = [
     "architecture",
-    "status",  # "ok" or "failed"
+    "status",  # "ok", "failed" or "not applicable" (to the dataset's input shape)
     "error",
     "best_trial_id",
     "best_hyperparameters",  # JSON object
@@ -75,7 +75,9 @@ MEASUREMENT_COLUMNS = [
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
 ]
 RESULT_KEY = ["architecture"]
-PREDICTION_COLUMNS = ["seed", "sample", "label", "predicted", "confidence"]
+NOT_APPLICABLE = "not applicable"  # a results.csv status besides "ok" and "failed"
+PREDICTION_COLUMNS = ["seed", "sample", "label", "predicted", "confidence", "label_name",
+                      "predicted_name"]
 
 
 class RunDirError(ValueError):
@@ -160,7 +162,8 @@ def predictions_path(run_dir: Path, architecture: str) -> Path:
 
 def finished_architectures(run_dir: Path) -> set[str]:
     """Architectures whose result is already written: a resumed run skips them."""
-    return {r["architecture"] for r in read_rows(run_dir / RESULTS) if r["status"] == "ok"}
+    return {r["architecture"] for r in read_rows(run_dir / RESULTS)
+            if r["status"] in ("ok", NOT_APPLICABLE)}
 
 
 def public_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import keras_tuner as kt
 from benchmarks import interrupt, rundir, timing
 from benchmarks.accelerator import apply_accelerator, set_threads
 from benchmarks.architecture import ArchitectureBenchmark, summary_line
-from benchmarks.data import Dataset, Splits, load_dataset, make_splits
+from benchmarks.data import Dataset, Splits, make_splits
+from benchmarks.datasets import load_dataset
 from benchmarks.distributed import Cluster, WorkersLost
 from benchmarks.lock import RunLock
 from benchmarks.manifest import TimeBook, git_state, now, open_manifest
@@ -78,7 +79,7 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
     accelerator = apply_accelerator(options.budget)
     cluster = Cluster.from_environment(options.role, options.chief_timeout) if options.role else None
     # Data first: bad data is refused before anything is written.
-    dataset = load_dataset(options.dataset, options.data_dir)
+    dataset = load_dataset(options.data_request, seed=options.budget.seed)
     budget = options.budget
     splits = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
                          budget.seed)
@@ -90,7 +91,7 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
         manifest["accelerator"] = accelerator
         tracker = options.tracker()
         print(f"archbench: {len(options.architectures)} architecture(s), budget {budget.name} "
-              f"({budget.hash}), {dataset.spec.name} from {dataset.source}, W&B {tracker.mode}, "
+              f"({budget.hash}), {dataset.name} from {dataset.source}, W&B {tracker.mode}, "
               f"writing {options.run_dir}", flush=True)
         times = TimeBook(manifest, options.run_dir)
         place = (ChiefSearch(options, cluster, accelerator["gpus"]) if options.distributed
@@ -146,7 +147,7 @@ def _search(place: SearchPlace, index: int, bench: ArchitectureBenchmark, times:
         except WorkersLost:
             raise
         except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
-            row = bench.failed_row(f"search failed: {rundir.one_line(exc)}")
+            row = bench.failed_row(exc)
             rundir.write_result(bench.run_dir, row)
             print(f"{prefix}: {summary_line(row)}", flush=True)
             return None
@@ -174,7 +175,7 @@ def _finish(options: RunOptions, dataset: Dataset, manifest: dict[str, Any], tra
     print(f"archbench: leaderboard written to {leaderboard}")
     if ran:  # a rerun that trained nothing adds no second report run
         config = {"benchmark": options.name, "budget": budget.to_dict(),
-                  "budget_hash": budget.hash, "dataset": dataset.spec.name,
+                  "budget_hash": budget.hash, "dataset": dataset.name,
                   "architectures": manifest["architectures"], "git_commit": git_state()["commit"]}
         report_id = tracker.log_report(config, leaderboard, leaderboard.parent / rundir.LEADERBOARD_CSV)
         manifest["wandb"]["report_run_id"] = report_id
@@ -183,7 +184,7 @@ def _finish(options: RunOptions, dataset: Dataset, manifest: dict[str, Any], tra
     if sync:
         print(f"archbench: W&B runs were logged offline; upload them with:\n  {sync}")
     failed = [r["architecture"] for r in rundir.read_rows(run_dir / rundir.RESULTS)
-              if r["architecture"] in options.architectures and r["status"] != "ok"]
+              if r["architecture"] in options.architectures and r["status"] == "failed"]
     if failed:
         print(f"archbench: no result for {', '.join(failed)} (see {leaderboard})", file=sys.stderr)
         return EXIT_ARCHITECTURE_FAILED

@@ -18,6 +18,11 @@ class RegistryError(ValueError):
     """An architecture name is unknown, duplicated or otherwise unusable."""
 
 
+class NotApplicable(ValueError):
+    """Raised by a builder for an input it is not made for (e.g. too small for its poolings):
+    the benchmark lists the architecture as not applicable, with this message, not as failed."""
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One registered architecture: its builder and what the registry knows of it."""

@@ -241,7 +241,9 @@ def parity_table(data: RunData) -> str:
             flags.append("early-stopped")
         if failed:
             flags.append(f"{failed} failed trial(s)")
-        if r["status"] != "ok":
+        if r["status"] == rundir.NOT_APPLICABLE:
+            flags.append("not applicable")
+        elif r["status"] != "ok":
             flags.append("no result")
         rows.append([
             md_escape(r["architecture"]), len(mine) - failed, failed, int(epochs_run.sum()),
@@ -278,17 +280,29 @@ def time_table(manifest: dict[str, Any]) -> str | None:
     return _markdown(rows, TIME_HEADERS)
 
 
+def _classes_line(dataset: dict[str, Any], most: int = 20) -> list[str]:
+    names = dataset.get("class_names") or []
+    if not names:
+        return []
+    shown = ", ".join(map(str, names[:most])) + (f", ... ({len(names)} in all)" if len(names) > most else "")
+    shape = "x".join(map(str, dataset.get("image_shape") or []))
+    return [f"- **Classes**: {md_escape(shown)}" + (f"; images {shape}" if shape else "")]
+
+
 def header(manifest: dict[str, Any]) -> list[str]:
     budget, dataset = manifest["budget"], manifest["dataset"]
     env, git, wandb = manifest.get("environment", {}), manifest.get("git", {}), manifest.get("wandb", {})
     fields = ", ".join(f"{k}={v}" for k, v in budget["fields"].items())
     sizes = ", ".join(f"{k} {v:,}" for k, v in dataset.get("split_sizes", {}).items())
-    checksums = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in dataset.get("checksums", {}).items())
+    checksums = ", ".join(
+        f"{name} sha256 {value[:12]}" if len(value) == 64 else f"{name}: {value}"
+        for name, value in dataset.get("checksums", {}).items())
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
     lines = [
         f"- **Dataset**: {md_escape(dataset['name'])} from {md_escape(dataset.get('source', '?'))}; "
         f"splits: {sizes or '?'}",
         f"- **Dataset files**: {md_escape(checksums or '?')}",
+        *_classes_line(dataset),
         f"- **Budget**: {md_escape(budget['fields'].get('name'))}, hash {budget['hash']}: {md_escape(fields)}",
     ]
     if env:
@@ -340,11 +354,14 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
         parts += ["## Where the time went", "",
                   "Share of each architecture's wall time (this machine, this run). Training "
                   "excludes the validation passes and the logging done inside it.", "", times, ""]
-    failed = data.results[data.results["status"] != "ok"]
-    if not failed.empty:
-        parts += ["## Failed architectures", ""]
-        parts += [f"- {md_escape(r['architecture'])}: {md_escape(r['error'])}" for _, r in failed.iterrows()]
-        parts.append("")
+    for status, heading in (("failed", "Failed architectures"),
+                            (rundir.NOT_APPLICABLE, "Not applicable to this input")):
+        rows = data.results[data.results["status"] == status]
+        if not rows.empty:
+            parts += [f"## {heading}", ""]
+            parts += [f"- {md_escape(r['architecture'])}: {md_escape(r['error'])}"
+                      for _, r in rows.iterrows()]
+            parts.append("")
     if plots:
         parts += ["## Plots", ""]
         parts += [f"![{title}]({path})" for title, path in plots.items()]

@@ -51,9 +51,10 @@ def fashion_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fashion(fashion_dir):
-    from benchmarks.data import FASHION_MNIST, load_dataset
+    from benchmarks.data import DataRequest
+    from benchmarks.datasets import load_dataset
 
-    return load_dataset(FASHION_MNIST, fashion_dir)
+    return load_dataset(DataRequest("fashion_mnist", fashion_dir))
 
 
 def synthetic_images(n: int, seed: int = 0, num_classes: int = 10):

@@ -80,3 +80,47 @@ def test_learns_above_chance_after_a_short_training(name, fashion):
     probabilities = keras.ops.convert_to_numpy(model(splits.x_val, training=False))
     accuracy = np.mean(probabilities.argmax(axis=1) == splits.y_val)
     assert accuracy > 0.3, f"{name}: validation accuracy {accuracy:.3f} after 40 steps"
+
+
+# The input shapes of the built-in datasets and a larger one: digits, MNIST-like, CIFAR, 64x64.
+INPUT_SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3), (64, 64, 3)]
+
+
+@pytest.mark.parametrize("shape", INPUT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if name in FAST else pytest.mark.slow)
+    for name in list_architectures()])
+def test_builds_for_every_input_shape_or_says_it_is_not_applicable(name, shape):
+    """At its defaults and at three sampled configurations, an architecture either builds a
+    model for ``shape`` with the right output, or raises NotApplicable saying why."""
+    from models.registry import NotApplicable
+
+    architecture = get_architecture(name)
+    keras.backend.clear_session()
+    try:
+        configurations = [kt.HyperParameters()] + [
+            sample_hyperparameters(architecture, shape, 7, seed) for seed in (1, 2, 3)]
+        for hp in configurations:
+            model = architecture.build(hp, shape, 7)
+            assert tuple(model.input_shape) == (None, *shape)
+            assert tuple(model.output_shape) == (None, 7)
+    except NotApplicable as exc:
+        assert str(exc), f"{name} must say why it does not apply to {shape}"
+
+
+def test_an_architecture_not_made_for_the_input_is_listed_as_not_applicable(tmp_path):
+    from benchmarks import rundir
+    from models.registry import NotApplicable, register
+    from tests.test_tuning import bench, tiny_splits
+
+    @register
+    def needs_big_images(hp, input_shape, num_classes):
+        """Refuses small inputs."""
+        if input_shape[0] < 64:
+            raise NotApplicable(f"needs images of 64x64 or more, got {input_shape[0]}x{input_shape[1]}")
+        raise AssertionError("unreachable for 28x28 inputs")
+
+    row, trials = bench("needs_big_images", tmp_path, tiny_splits())
+    assert row["status"] == rundir.NOT_APPLICABLE
+    assert row["error"] == "needs images of 64x64 or more, got 28x28"
+    assert trials == []

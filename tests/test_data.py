@@ -7,21 +7,27 @@ import numpy as np
 import pytest
 
 from benchmarks.data import (
-    FASHION_MNIST,
     DataError,
+    DataRequest,
     Dataset,
     check_dataset,
-    find_data_dir,
-    load_dataset,
     make_splits,
-    parse_idx,
     stratified_take,
+)
+from benchmarks.datasets import (
+    FASHION_MNIST,
+    MNIST,
+    find_idx_dir,
+    load_dataset,
+    load_idx,
+    parse_idx,
 )
 
 
 def test_real_files_load_with_expected_shapes_and_class_counts(fashion):
-    assert fashion.x_train.shape == (60000, 28, 28)
-    assert fashion.x_test.shape == (10000, 28, 28)
+    assert fashion.x_train.shape == (60000, 28, 28, 1)
+    assert fashion.x_test.shape == (10000, 28, 28, 1)
+    assert fashion.name == "fashion_mnist" and fashion.class_names[0] == "T-shirt/top"
     assert np.bincount(fashion.y_train).tolist() == [6000] * 10
     assert np.bincount(fashion.y_test).tolist() == [1000] * 10
     assert set(fashion.checksums) == set(FASHION_MNIST.files.values())
@@ -59,11 +65,23 @@ def test_stratified_take_rounds_to_the_requested_size():
     assert len(set(idx.tolist())) == 5
 
 
-def test_oversized_subsets_are_refused(fashion):
-    with pytest.raises(DataError, match="train_size 59001 is larger than the 59000"):
-        make_splits(fashion, val_size=1000, train_size=59001, final_train_size=0, seed=0)
-    with pytest.raises(DataError, match="val_size 60000 leaves no training images"):
-        make_splits(fashion, val_size=60000, train_size=0, final_train_size=0, seed=0)
+@pytest.mark.slow  # splits of all 70,000 images: seconds
+def test_a_budget_larger_than_the_data_is_fitted_with_one_notice(fashion):
+    notices = []
+    splits = make_splits(fashion, val_size=1000, train_size=59001, final_train_size=0, seed=0,
+                         notice=notices.append)
+    assert splits.sizes()["tune"] == 59000, "train_size beyond the data means all of it"
+    assert notices == ["archbench: the training set has 60,000 images, fewer than the budget "
+                       "assumes: train_size 59,001 -> all 59,000"]
+    notices.clear()
+    splits = make_splits(fashion, val_size=60000, train_size=0, final_train_size=0, seed=0,
+                         notice=notices.append)
+    assert splits.sizes()["validation"] == 12000, "at most a fifth of the training set"
+    assert "val_size 60,000 -> 12,000" in notices[0]
+    notices.clear()
+    make_splits(fashion, val_size=1000, train_size=2000, final_train_size=0, seed=0,
+                notice=notices.append)
+    assert notices == [], "a budget that fits says nothing"
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
@@ -82,6 +100,15 @@ def test_wrong_magic_number_is_refused():
     raw = idx_bytes(np.zeros((2, 2, 2)), 0x0000_0B03)
     with pytest.raises(DataError, match="wrong magic number 0x00000b03"):
         parse_idx(raw, "bad-file")
+
+
+def test_a_labels_file_in_place_of_an_images_file_is_named(tmp_path):
+    write_fake_dataset(tmp_path / "fm")
+    labels = (tmp_path / "fm" / "train-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "fm" / "train-images-idx3-ubyte.gz").write_bytes(labels)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: wrong magic number "
+                       r"0x00000801 \(expected 0x00000803 for images\)"):
+        load_idx(FASHION_MNIST, tmp_path / "fm")
 
 
 def test_truncated_file_is_refused():
@@ -108,35 +135,43 @@ def write_fake_dataset(directory, train_labels=None):
 
 def test_data_dir_is_used_first_and_checked(tmp_path):
     write_fake_dataset(tmp_path / "fm")
-    dataset = load_dataset(FASHION_MNIST, tmp_path / "fm")
+    dataset = load_dataset(DataRequest("fashion_mnist", tmp_path / "fm"))
     assert isinstance(dataset, Dataset) and dataset.source == str(tmp_path / "fm")
+
+
+def test_mnist_reads_the_same_idx_format(tmp_path):
+    write_fake_dataset(tmp_path / "mnist")
+    dataset = load_dataset(DataRequest("mnist", tmp_path / "mnist"))
+    assert dataset.name == "mnist" and dataset.class_names == tuple("0123456789")
+    assert dataset.x_train.shape == (60000, 28, 28, 1) and dataset.image_shape == MNIST.image_shape
 
 
 def test_label_out_of_range_is_refused(tmp_path):
     write_fake_dataset(tmp_path / "fm", train_labels=np.full(60000, 12))
     with pytest.raises(DataError, match="train labels reach 12, beyond the 10 classes"):
-        load_dataset(FASHION_MNIST, tmp_path / "fm")
+        load_dataset(DataRequest("fashion_mnist", tmp_path / "fm"))
 
 
 def test_missing_data_dir_and_missing_files_are_refused(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        find_data_dir(FASHION_MNIST, tmp_path / "nowhere")
+        find_idx_dir(FASHION_MNIST, tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="lacks train-images-idx3-ubyte.gz"):
-        find_data_dir(FASHION_MNIST, tmp_path / "empty")
+        find_idx_dir(FASHION_MNIST, tmp_path / "empty")
 
 
 def test_keras_cache_comes_before_the_system_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     write_fake_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
-    assert find_data_dir(FASHION_MNIST) == tmp_path / "keras" / "datasets" / "fashion-mnist"
+    assert find_idx_dir(FASHION_MNIST) == tmp_path / "keras" / "datasets" / "fashion-mnist"
 
 
 def _float_dataset(x_train: np.ndarray) -> Dataset:
     n_test = FASHION_MNIST.counts["test"]
     return Dataset(
-        FASHION_MNIST, x_train, np.arange(len(x_train)) % 10,
-        np.zeros((n_test, 28, 28), np.float32), np.arange(n_test) % 10, source="memory",
+        "fashion_mnist", FASHION_MNIST.class_names, x_train[..., None],
+        np.arange(len(x_train)) % 10, np.zeros((n_test, 28, 28, 1), np.float32),
+        np.arange(n_test) % 10, source="memory",
     )
 
 

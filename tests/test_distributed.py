@@ -15,7 +15,6 @@ import pytest
 from benchmarks import rundir
 from benchmarks.budget import make_budget
 from benchmarks.cli import build_parser
-from benchmarks.data import FASHION_MNIST
 from benchmarks.distributed import (
     EXIT_RECYCLE,
     ID_VAR,
@@ -84,8 +83,9 @@ def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path):
     from benchmarks.cli import options_from_args
 
     budget = make_budget("smoke", trials=3, lr_max=0.05, augment=True, trial_timeout=60)
-    options = RunOptions(["mlp", "vgg"], budget, FASHION_MNIST, tmp_path, "n",
-                         data_dir=tmp_path / "data", overwrite=True, wandb_mode="offline",
+    (tmp_path / "data").mkdir()
+    options = RunOptions(["mlp", "vgg"], budget, "folder", tmp_path, "n",
+                         data_dir=tmp_path / "data", image_size=(20, 24), test_fraction=0.3, overwrite=True, wandb_mode="offline",
                          wandb_project="p", wandb_entity="team", trial_gradients=True,
                          workers=2, threads=3, chief_timeout=90.0, recycle_after=4)
     argv = worker_argv(options)

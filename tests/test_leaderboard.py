@@ -67,6 +67,16 @@ ROWS = [
 
 
 
+def test_not_applicable_architectures_have_their_own_section(tmp_path):
+    rows = [*ROWS, {"architecture": "huge_net", "status": rundir.NOT_APPLICABLE,
+                    "error": "needs images of 64x64 or more, got 28x28", "budget_hash": HASH}]
+    text = render(load_run(make_run(tmp_path, rows)))
+    section = text.split("## Not applicable to this input", 1)[1].split("\n## ", 1)[0]
+    assert "- huge\\_net: needs images of 64x64 or more, got 28x28" in section
+    failed = text.split("## Failed architectures", 1)[1].split("\n## ", 1)[0]
+    assert "huge" not in failed and "broken\\_net" in failed
+
+
 def test_header_shows_the_measurement_settings_when_recorded(tmp_path):
     run = make_run(tmp_path, ROWS)
     assert "**Measurements**" not in render(load_run(run))  # an older run: no line

@@ -18,7 +18,7 @@ from benchmarks import interrupt, rundir
 from benchmarks.architecture import ArchitectureBenchmark
 from benchmarks.budget import make_budget
 from benchmarks.callbacks import TrialTimeLimit
-from benchmarks.data import FASHION_MNIST, Splits
+from benchmarks.data import Splits
 from benchmarks.options import RunOptions
 from benchmarks.recipe import (
     ArchitectureError,
@@ -40,12 +40,12 @@ def tiny_splits() -> Splits:
     x, y = synthetic_images(64)
     xv, yv = synthetic_images(32, seed=1)
     xt, yt = synthetic_images(40, seed=2)
-    return Splits(x, y, xv, yv, x, y, xt, yt)
+    return Splits(x, y, xv, yv, x, y, xt, yt, class_names=tuple("0123456789"))
 
 
 def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled",
           budget=BUDGET) -> tuple[dict, list[dict]]:
-    options = RunOptions(architectures=[name], budget=budget, dataset=FASHION_MNIST,
+    options = RunOptions(architectures=[name], budget=budget, dataset="fashion_mnist",
                          output=tmp_path, name="t", wandb_mode=wandb_mode)
     options.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(wandb_mode, "p", "t", tmp_path / "w")

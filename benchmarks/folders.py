@@ -1,0 +1,210 @@
+"""A folder of the user's images: ``DIR/<class>/*.png`` (or ``DIR/train/<class>/`` and
+``DIR/test/<class>/``), decoded once into a memory-mapped cache.
+
+Decoding is Pillow's (every format it reads: PNG, JPEG, BMP, GIF); the progress bar is
+tqdm's. The cache lives in ``$ARCHBENCH_CACHE`` (default ``~/.cache/archbench``), one
+folder per (fingerprint of the image files, image size, channels): a repeated or resumed
+run reads it instead of decoding again, and a changed image changes the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.data import DataError, DataRequest, Dataset, Notice, carve_test_split
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ARCHBENCH_CACHE", Path.home() / ".cache" / "archbench")) / "folders"
+
+
+@dataclass
+class FolderListing:
+    """The image files of a folder dataset, by split and class."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: dict[str, list[tuple[Path, int]]]  # "train" / "test" (if given) -> (file, label)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every image's relative path and content."""
+        digest = hashlib.sha256()
+        for split in sorted(self.files):
+            for path, label in self.files[split]:
+                digest.update(f"{split}/{label}/{path.relative_to(self.root)}\0".encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _class_folders(directory: Path) -> dict[str, list[Path]]:
+    """Class name -> its image files (sorted), for each subfolder of ``directory``."""
+    classes = {}
+    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = sorted(p for p in sub.rglob("*")
+                        if p.suffix.lower() in EXTENSIONS and p.is_file())
+        if not images:
+            raise DataError(f"class folder {sub} holds no images "
+                            f"({', '.join(sorted(EXTENSIONS))})")
+        classes[sub.name] = images
+    return classes
+
+
+def list_folder(root: Path) -> FolderListing:
+    """The classes and image files of ``root``.
+
+    Raises:
+        DataError: naming the folder: not a folder, empty, one class, an empty class,
+            train/ and test/ with different classes.
+    """
+    if not root.is_dir():
+        raise DataError(f"image folder {root} is not a directory")
+    split_dirs = {s: root / s for s in ("train", "test")}
+    if all(d.is_dir() for d in split_dirs.values()):
+        by_split = {s: _class_folders(d) for s, d in split_dirs.items()}
+        if set(by_split["train"]) != set(by_split["test"]):
+            raise DataError(f"{root}/train and {root}/test hold different classes: "
+                            f"{sorted(set(by_split['train']) ^ set(by_split['test']))}")
+    else:
+        by_split = {"train": _class_folders(root)}
+    names = tuple(sorted(by_split["train"]))
+    if not names:
+        raise DataError(f"image folder {root} holds no class folders; expected "
+                        f"{root}/<class>/<image> (or train/ and test/ with class folders)")
+    if len(names) < 2:
+        raise DataError(f"image folder {root} holds one class ({names[0]}); a classifier "
+                        "needs 2 or more")
+    files = {split: [(f, names.index(c)) for c in names for f in classes[c]]
+             for split, classes in by_split.items()}
+    return FolderListing(root, names, files)
+
+
+def _probe(files: list[Path]) -> tuple[Counter, bool, list[tuple[Path, str]]]:
+    """Sizes (height, width) and whether every image is grey, from the headers; plus the
+    files that cannot be opened."""
+    from PIL import Image
+
+    sizes, grey, bad = Counter(), True, []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                sizes[(image.height, image.width)] += 1
+                grey = grey and image.mode in GREY_MODES
+        except (OSError, ValueError) as exc:
+            bad.append((path, " ".join(str(exc).split())))
+    return sizes, grey, bad
+
+
+def _refuse_unreadable(bad: list[tuple[Path, str]]) -> None:
+    if bad:
+        path, why = bad[0]
+        more = f" (and {len(bad) - 1} more unreadable image(s))" if len(bad) > 1 else ""
+        raise DataError(f"cannot read image {path}: {why}{more}")
+
+
+def _decode_into(files: list[tuple[Path, int]], shape: tuple[int, int, int], out: Path,
+                 progress: str) -> list[tuple[Path, str]]:
+    """Decode, convert and resize every file into ``out/x.npy`` (memory-mapped) and
+    ``out/y.npy``; returns the files that failed to decode."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    height, width, channels = shape
+    x = np.lib.format.open_memmap(out / "x.npy", mode="w+", dtype=np.uint8,
+                                  shape=(len(files), *shape))
+    bad = []
+    for i, (path, _) in enumerate(tqdm(files, desc=progress, unit="image", leave=False)):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                x[i] = np.asarray(image).reshape(shape)
+        except (OSError, ValueError) as exc:
+            bad.append((path, " ".join(str(exc).split())))
+    x.flush()
+    np.save(out / "y.npy", np.array([label for _, label in files], dtype=np.int64))
+    return bad
+
+
+def _image_shape(listing: FolderListing, fingerprint: str, request: DataRequest,
+                 notice: Notice) -> tuple[int, int, int]:
+    """The shape every image is decoded to. The headers of every image are read once per
+    fingerprint (their sizes and modes are kept in the cache beside the arrays)."""
+    probe_file = cache_root() / f"{fingerprint[:20]}.probe.json"
+    if probe_file.is_file():
+        probe = json.loads(probe_file.read_text())
+    else:
+        everything = [f for split in listing.files.values() for f, _ in split]
+        sizes, grey, bad = _probe(everything)
+        _refuse_unreadable(bad)
+        (height, width), count = sizes.most_common(1)[0]
+        probe = {"size": [height, width], "count": count, "sizes": len(sizes),
+                 "images": len(everything), "grey": grey}
+        probe_file.parent.mkdir(parents=True, exist_ok=True)
+        probe_file.write_text(json.dumps(probe))
+    height, width = probe["size"]
+    if request.image_size is not None:
+        height, width = request.image_size
+    elif probe["sizes"] > 1:
+        notice(f"archbench: images in {listing.root} have {probe['sizes']} sizes; "
+               f"{probe['count']:,} of {probe['images']:,} are {height}x{width}, and every "
+               "image is resized to that (choose with --image-size HxW)")
+    return height, width, 1 if probe["grey"] else 3
+
+
+def load_folder(request: DataRequest, seed: int, notice: Notice = print) -> Dataset:
+    """The images of ``request.data_dir``, from the cache or decoded into it.
+
+    Raises:
+        DataError: naming the folder or the first unreadable image.
+    """
+    listing = list_folder(Path(request.data_dir))
+    fingerprint = listing.fingerprint()
+    shape = _image_shape(listing, fingerprint, request, notice)
+    key = f"{fingerprint[:20]}-{shape[0]}x{shape[1]}x{shape[2]}"
+    cache = cache_root() / key
+    if not (cache / "done.json").is_file():
+        count = sum(len(files) for files in listing.files.values())
+        notice(f"archbench: decoding {count:,} images of {listing.root} into {cache} "
+               "(once: later runs read the cache)")
+        _fill_cache(listing, shape, cache)
+    arrays = {split: (np.load(cache / split / "x.npy", mmap_mode="r"),
+                      np.load(cache / split / "y.npy")) for split in listing.files}
+    checksums = {"images sha256": fingerprint}
+    if "test" not in arrays:
+        x, y = arrays.pop("train")
+        train, test = carve_test_split(y, request.test_fraction, seed)
+        arrays = {"train": (x[train], y[train]), "test": (x[test], y[test])}
+        checksums["test split"] = f"carved {request.test_fraction} with seed {seed}"
+    return Dataset(listing.root.resolve().name, listing.class_names, *arrays["train"], *arrays["test"],
+                   source=f"{listing.root} (cache {cache})", checksums=checksums)
+
+
+def _fill_cache(listing: FolderListing, shape: tuple[int, int, int], cache: Path) -> None:
+    """Decode into a temporary folder beside the cache, then rename: a cache folder is
+    complete or absent, never half-written."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}."))
+    try:
+        for split, files in listing.files.items():
+            (work / split).mkdir()
+            bad = _decode_into(files, shape, work / split, f"decoding {listing.root.name}/{split}")
+            _refuse_unreadable(bad)
+        (work / "done.json").write_text(json.dumps({"root": str(listing.root), "shape": shape}))
+        if cache.exists():
+            shutil.rmtree(cache)
+        work.rename(cache)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
