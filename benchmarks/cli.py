@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--architectures", "-a", nargs="+", default=["*"], metavar="NAME",
         help="names or wildcards, space- or comma-separated (default: every architecture)",
     )
-    _add_data_options(run)
+    _add_data_options(run, several=True)
     run.add_argument(
         "--image-size", type=_image_size, metavar="HxW",
         help="--dataset folder: resize every image to HxW (default: the most common size)",
@@ -131,21 +131,37 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="write the leaderboard of a run directory, or of a W&B group"
     )
-    report.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
-    report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/leaderboard.md)")
+    report.add_argument("run_dir", type=Path, nargs="*", help="a run directory; several (one "
+                        "per dataset, one budget) add a cross-dataset report")
+    report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/"
+                        "leaderboard.md; with several: across-datasets/across-datasets.md beside them)")
     report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
     report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
     report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
     return parser
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
     from benchmarks.datasets import NAMES
 
+    if several:
+        parser.add_argument(
+            "--dataset", nargs="+", default=["fashion_mnist"], metavar="NAME",
+            help=f"{', '.join(NAMES)} (default: fashion_mnist); several run one after the "
+            "other, each in its own run directory, followed by a cross-dataset report")
+        parser.add_argument(
+            "--data-dir", nargs="+", type=_data_path, metavar="PATH",
+            help="the dataset's files: a directory (built-in datasets, --dataset folder) or "
+            "FILE.npz (--dataset npz); with several datasets one per dataset, '-' for none")
+        return
     parser.add_argument("--dataset", default="fashion_mnist",
                         help=f"{', '.join(NAMES)} (default: fashion_mnist)")
     parser.add_argument("--data-dir", type=Path, help="the dataset's files: a directory (built-in "
                         "datasets, --dataset folder) or FILE.npz (--dataset npz)")
+
+
+def _data_path(text: str) -> Path | None:
+    return None if text == "-" else Path(text)
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -190,12 +206,39 @@ def _split_names(items: Sequence[str]) -> list[str]:
     return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
 
-def options_from_args(args: argparse.Namespace):
-    """The ``RunOptions`` of a parsed ``archbench run`` command line, checked.
+def run_options(args: argparse.Namespace) -> list:
+    """The ``RunOptions`` of each dataset of a parsed ``archbench run``, all checked before
+    any runs.
 
     Raises:
         UserError, BudgetError, DataError, TrackingError, RegistryError: bad input.
     """
+    datasets = args.dataset
+    data_dirs = args.data_dir or [None] * len(datasets)
+    if len(data_dirs) != len(datasets):
+        raise UserError(f"--data-dir gives {len(data_dirs)} path(s) for {len(datasets)} "
+                        "dataset(s); give one per dataset, '-' where there is none")
+    if len(datasets) > 1 and args.role:
+        raise UserError("--role takes part in one dataset's search; give one --dataset")
+    every = [options_from_args(args, name, path, several=len(datasets) > 1)
+             for name, path in zip(datasets, data_dirs, strict=True)]
+    names = [o.name for o in every]
+    if len(set(names)) < len(names):
+        raise UserError(f"two datasets would share a run directory ({', '.join(names)}); "
+                        "give each dataset once")
+    return every
+
+
+def options_from_args(args: argparse.Namespace, dataset: str | None = None,
+                      data_dir: Path | None = None, several: bool = False):
+    """The ``RunOptions`` of a parsed ``archbench run`` command line for one dataset
+    (default: its first), checked.
+
+    Raises:
+        UserError, BudgetError, DataError, TrackingError, RegistryError: bad input.
+    """
+    if dataset is None:
+        dataset, data_dir = args.dataset[0], (args.data_dir or [None])[0]
     from benchmarks.budget import make_budget
     from benchmarks.data import DataRequest
     from benchmarks.datasets import check_request, dataset_label
@@ -206,7 +249,7 @@ def options_from_args(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
-    request = DataRequest(args.dataset, args.data_dir, args.image_size, args.test_fraction)
+    request = DataRequest(dataset, data_dir, args.image_size, args.test_fraction)
     check_request(request)
     resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures))
@@ -226,8 +269,8 @@ def options_from_args(args: argparse.Namespace):
     if not timeout > 0:
         raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
     return RunOptions(
-        architectures=names, budget=budget, dataset=args.dataset, output=args.output,
-        name=args.name or f"{dataset_label(request)}-{budget.name}", data_dir=args.data_dir,
+        architectures=names, budget=budget, dataset=dataset, output=args.output,
+        name=_run_name(args.name, dataset_label(request), budget.name, several), data_dir=data_dir,
         image_size=args.image_size, test_fraction=args.test_fraction,
         overwrite=args.overwrite, wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
@@ -236,19 +279,36 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
+def _run_name(name: str | None, dataset: str, budget: str, several: bool) -> str:
+    if name is None:
+        return f"{dataset}-{budget}"
+    return f"{name}-{dataset}" if several else name
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from models.registry import broken_modules
 
-    options = options_from_args(args)
+    every = run_options(args)
     for module, error in broken_modules().items():
         print(f"archbench: warning: {module} failed to import and is skipped: {error}",
               file=sys.stderr)
 
+    from benchmarks.rundir import safe_name
     from benchmarks.runner import run_benchmark
+    from reports.across import ACROSS_MD, write_across
     from reports.leaderboard import write_leaderboard
 
+    codes = []
     with interrupt.stop_on_signals():
-        return run_benchmark(options, write_leaderboard)
+        for index, options in enumerate(every, start=1):
+            if len(every) > 1:
+                print(f"archbench: dataset {index}/{len(every)}: {options.dataset}", flush=True)
+            codes.append(run_benchmark(options, write_leaderboard))
+    if len(every) > 1:
+        folder = every[0].output / f"across-datasets-{safe_name(every[0].budget.name)}"
+        path = write_across([o.run_dir for o in every], folder / ACROSS_MD)
+        print(f"archbench: cross-dataset report written to {path}")
+    return max(codes)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -313,16 +373,24 @@ def cmd_report(args: argparse.Namespace) -> int:
             data = runs_to_data(runs, args.group, args.wandb)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-        path = write_report(data, output, args.allow_mixed_budgets)
-    elif args.run_dir is None:
+        print(write_report(data, output, args.allow_mixed_budgets))
+    elif not args.run_dir:
         raise UserError("report needs RUN_DIR, or --wandb ENTITY/PROJECT --group NAME")
     else:
         from benchmarks.rundir import is_run_dir, merge_worker_trials
 
-        if is_run_dir(args.run_dir):  # trial rows of workers copied in from other machines
-            merge_worker_trials(args.run_dir)
-        path = write_leaderboard(args.run_dir, args.output, args.allow_mixed_budgets)
-    print(path)
+        several = len(args.run_dir) > 1
+        for run_dir in args.run_dir:
+            if is_run_dir(run_dir):  # trial rows of workers copied in from other machines
+                merge_worker_trials(run_dir)
+            path = write_leaderboard(run_dir, None if several else args.output,
+                                     args.allow_mixed_budgets)
+            print(path)
+        if several:
+            from reports.across import ACROSS_MD, write_across
+
+            output = args.output or args.run_dir[0].parent / "across-datasets" / ACROSS_MD
+            print(write_across(args.run_dir, output, args.allow_mixed_budgets))
     return 0
 
 

@@ -182,7 +182,7 @@ def short_hp(text: str) -> str:
     return rundir.format_hyperparameters(values)
 
 
-def _markdown(rows: list[list[Any]], headers: list[str]) -> str:
+def markdown_table(rows: list[list[Any]], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -206,7 +206,7 @@ def main_table(table: pd.DataFrame) -> str:
         ]
         for _, r in table.iterrows()
     ]
-    return _markdown(rows, MAIN_HEADERS)
+    return markdown_table(rows, MAIN_HEADERS)
 
 
 def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
@@ -221,7 +221,7 @@ def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) 
     ]
     headers = ["against", f"only {best} right", "only the other right",
                "accuracy difference [95% CI]", "McNemar p (exact)", "verdict"]
-    return _markdown(rows, headers)
+    return markdown_table(rows, headers)
 
 
 def parity_table(data: RunData) -> str:
@@ -252,7 +252,7 @@ def parity_table(data: RunData) -> str:
         ])
     headers = ["architecture", "trials completed", "trials failed", "epochs trained",
                "training s", "best trial score", "median trial score", "flags"]
-    return _markdown(rows, headers)
+    return markdown_table(rows, headers)
 
 
 TIME_HEADERS = ["architecture", "wall s", "training", "validation", "final evaluation",
@@ -277,7 +277,7 @@ def time_table(manifest: dict[str, Any]) -> str | None:
         wall = t.get("wall") or 0.0
         share = [f"{100 * t.get(p, 0.0) / wall:.1f}%" if wall else "-" for p in timing.PHASES]
         rows.append([name, f"{wall:,.1f}", *share, f"{100 * timing.overhead_share(t):.1f}%"])
-    return _markdown(rows, TIME_HEADERS)
+    return markdown_table(rows, TIME_HEADERS)
 
 
 def _classes_line(dataset: dict[str, Any], most: int = 20) -> list[str]:

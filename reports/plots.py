@@ -117,3 +117,18 @@ def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path) -> d
             trials, best_ids, directory / VALIDATION_CURVES)
     plots["Trial scores"] = trial_scores(trials, directory / TRIAL_SCORES)
     return {title: path for title, path in plots.items() if path is not None}
+
+
+PERFORMANCE_PROFILE = "performance_profile.png"
+
+
+def performance_profile_plot(profile: pd.DataFrame, path: Path) -> Path:
+    """rho(tau) per architecture (rows of ``profile``, columns the taus), as step curves."""
+    fig, ax = _figure("Performance profile across datasets",
+                      "tau (test error within this factor of the best)", "share of datasets")
+    taus = [float(t) for t in profile.columns]
+    for architecture, row in profile.iterrows():
+        ax.step(taus, row.to_numpy(), where="post", label=str(architecture))
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=9, loc="lower right")
+    return _save(fig, path)

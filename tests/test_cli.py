@@ -30,6 +30,13 @@ def run_cli(capsys, *argv):
         (["--role", "chief"], "--role chief needs the environment variable(s) KERASTUNER_TUNER_ID"),
         (["--threads", "0"], "--threads must be at least 1"),
         (["--chief-timeout", "0"], "--chief-timeout must be a positive number"),
+        (["--dataset", "digits", "folder"], "--dataset folder needs --data-dir FOLDER"),
+        (["--dataset", "digits", "mnist", "--data-dir", "x"],
+         "--data-dir gives 1 path(s) for 2 dataset(s)"),
+        (["--dataset", "digits", "digits"], "two datasets would share a run directory"),
+        (["--dataset", "npz", "--data-dir", "/nonexistent/a.npz"],
+         "data file /nonexistent/a.npz does not exist"),
+        (["--test-fraction", "1.5"], "--test-fraction must be between 0 and 1"),
     ],
 )
 def test_bad_run_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
@@ -107,12 +114,16 @@ def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
     assert old.is_dir() and list(old.iterdir()) == []
 
 
-def test_non_numeric_budget_value_is_refused(capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--trials", "many"], "expected a whole number, got 'many'"),
+    (["--image-size", "64"], "expected HEIGHTxWIDTH such as 64x64, got '64'"),
+])
+def test_a_value_of_the_wrong_form_is_refused(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
-        main(["run", "--trials", "many"])
+        main(["run", *argv])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "expected a whole number, got 'many'" in err
+    assert message in err
     assert err.count("\n") == 1 and err.startswith("archbench run: error: ")
 
 
@@ -193,3 +204,17 @@ def test_lost_workers_end_the_run_with_one_line_and_exit_3(capsys, tmp_path, mon
     code, _, err = run_cli(capsys, "run", "-o", str(tmp_path), "-a", "mlp", "--workers", "1")
     assert code == EXIT_WORKERS_LOST == 3
     assert err == "archbench: error: worker0 died 4 times (last exit code 1); see w.log\n"
+
+
+def test_report_over_several_run_directories_adds_the_cross_dataset_report(capsys, tmp_path):
+    from tests.test_across import make_dataset_run
+    from tests.test_leaderboard import result
+
+    runs = [make_dataset_run(tmp_path, name, [result("x", acc, 10, 1, 1)])
+            for name, acc in (("A", 0.9), ("B", 0.8))]
+    code, out, _ = run_cli(capsys, "report", *map(str, runs))
+    assert code == 0
+    across = tmp_path / "across-datasets" / "across-datasets.md"
+    assert out.split() == [str(runs[0] / "leaderboard.md"), str(runs[1] / "leaderboard.md"),
+                           str(across)]
+    assert "# archbench across datasets" in across.read_text()

@@ -243,3 +243,22 @@ def test_a_folder_benchmark_end_to_end_reads_its_cache_and_refuses_changed_image
     third = archbench(*argv, cwd=root)
     assert third.returncode == 2
     assert "was made from other dataset files" in third.stderr
+
+
+@pytest.mark.slow
+def test_several_datasets_in_one_run_end_with_the_cross_dataset_report(tmp_path, fashion):
+    from benchmarks import rundir
+    from tests.test_end_to_end import archbench
+
+    write_folder(tmp_path / "shop", fashion, per_class=40, classes=tuple(range(10)))
+    done = archbench("run", "--dataset", "digits", "folder", "--data-dir", "-", str(tmp_path / "shop"),
+                     "--budget", "smoke", "-a", "mlp", "-o", str(tmp_path / "runs"),
+                     "--wandb-mode", "offline", cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("digits-smoke", "shop-smoke"):
+        [row] = rundir.read_rows(tmp_path / "runs" / name / rundir.RESULTS)
+        assert row["status"] == "ok"
+    across = tmp_path / "runs" / "across-datasets-smoke" / "across-datasets.md"
+    assert f"cross-dataset report written to {across}" in done.stdout
+    text = across.read_text()
+    assert "2 dataset(s): digits, shop" in text and "| mlp " in text
