@@ -124,7 +124,8 @@ def _decode_into(files: list[tuple[Path, int]], shape: tuple[int, int, int], out
     x = np.lib.format.open_memmap(out / "x.npy", mode="w+", dtype=np.uint8,
                                   shape=(len(files), *shape))
     bad = []
-    for i, (path, _) in enumerate(tqdm(files, desc=progress, unit="image", leave=False)):
+    bar = tqdm(files, desc=progress, unit="image", leave=False, disable=None)  # terminals only
+    for i, (path, _) in enumerate(bar):
         try:
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB")
