@@ -208,9 +208,10 @@ class ArchitectureBenchmark:
 
 
 def _cause(exc: BaseException | None, kind: type) -> BaseException | None:
-    """``exc`` or the first exception it was raised from (or during) that is a ``kind``."""
+    """``exc`` or the first exception it was raised ``from`` that is a ``kind`` (not one it
+    merely happened while handling: that is a bug of its own)."""
     while exc is not None and not isinstance(exc, kind):
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return exc
 
 

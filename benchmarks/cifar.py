@@ -59,7 +59,8 @@ def read_cifar_batch(path: Path, keys: tuple[bytes, ...]) -> dict[bytes, object]
     try:
         with path.open("rb") as handle:
             batch = _ArraysOnly(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            LookupError, MemoryError) as exc:
         raise DataError(f"{path}: not a CIFAR batch file ({exc})") from exc
     missing = [k.decode() for k in keys if not isinstance(batch, dict) or k not in batch]
     if missing:
@@ -99,7 +100,11 @@ def load_cifar(spec: CifarSpec, data_dir: str | Path | None = None) -> Dataset:
                 raise DataError(f"{directory / file_name}: data is {data.dtype} {data.shape}, "
                                 "expected uint8 (images, 3072)")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.append(np.asarray(batch[spec.label_key], dtype=np.int64))
+            try:
+                labels.append(np.asarray(batch[spec.label_key], dtype=np.int64).reshape(len(data)))
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{directory / file_name}: labels are not {len(data)} integers "
+                                f"({exc})") from exc
         arrays[split] = (np.concatenate(images), np.concatenate(labels))
     checksums = {n: sha256_file(directory / n)
                  for n in (*spec.train_files, spec.test_file, spec.meta_file)}

@@ -119,11 +119,12 @@ def check_dataset(dataset: Dataset) -> None:
             raise DataError(f"{name} {split} labels reach {low if low < 0 else high}, beyond the "
                             f"{dataset.num_classes} classes (0 to {dataset.num_classes - 1})")
     for role in ("x_train", "x_test"):
-        check_finite_array(getattr(dataset, role), f"{name} {role}")
+        check_float_images(getattr(dataset, role), f"{name} {role}")
 
 
-def check_finite_array(array: np.ndarray, name: str) -> None:
-    """Refuse an array holding NaN or infinite values, before any training sees them.
+def check_float_images(array: np.ndarray, name: str) -> None:
+    """Refuse float images holding NaN or infinite values, or values outside [0, 1],
+    before any training sees them.
 
     A model fed such values may train to a finite, meaningless loss: some CPU kernels
     (oneDNN's fused ones) turn the NaN of ``inf - inf`` into zeros. Integer arrays (the
@@ -132,16 +133,23 @@ def check_finite_array(array: np.ndarray, name: str) -> None:
     memory whole.
 
     Raises:
-        DataError: naming the array and how many of its values are not finite.
+        DataError: naming the array and how many of its values are not finite, or the
+            range of its values.
     """
     if not np.issubdtype(array.dtype, np.floating):
         return
-    bad = sum(
-        int(np.count_nonzero(~np.isfinite(array[start:start + FINITE_CHECK_CHUNK])))
-        for start in range(0, len(array), FINITE_CHECK_CHUNK)
-    )
+    bad, low, high = 0, np.inf, -np.inf
+    for start in range(0, len(array), FINITE_CHECK_CHUNK):
+        chunk = np.asarray(array[start:start + FINITE_CHECK_CHUNK])
+        finite = np.isfinite(chunk)
+        bad += int(np.count_nonzero(~finite))
+        if finite.any():
+            low, high = min(low, float(chunk[finite].min())), max(high, float(chunk[finite].max()))
     if bad:
         raise DataError(f"{name} holds {bad:,} non-finite values (NaN or infinity)")
+    if low < 0.0 or high > 1.0:
+        raise DataError(f"{name} holds floats from {low:g} to {high:g}; images must be uint8 or "
+                        "floats in [0, 1]")
 
 
 @dataclass

@@ -48,6 +48,7 @@ class IdxSpec:
     system_subdir: str | None  # below /usr/share/datasets, where Debian packages it
     keras_dataset: str  # module of keras.datasets that can download it
     image_shape: tuple[int, int, int] = (28, 28, 1)
+    keras_npz: str | None = None  # what Keras' download leaves instead of IDX files, if anything
 
 
 def _idx_files(prefix: str = "") -> dict[str, str]:
@@ -67,7 +68,7 @@ FASHION_MNIST = IdxSpec(
 MNIST = IdxSpec(
     name="mnist", class_names=tuple(str(d) for d in range(10)), files=_idx_files(),
     counts={"train": 60000, "test": 10000}, keras_cache_subdir="mnist", system_subdir="mnist",
-    keras_dataset="mnist",
+    keras_dataset="mnist", keras_npz="mnist.npz",
 )
 
 
@@ -103,6 +104,13 @@ def _locate(directory: Path, file_name: str) -> Path | None:
 def load_idx(spec: IdxSpec, data_dir: str | Path | None = None) -> Dataset:
     """Load and check every file of an IDX dataset, downloading as a last resort."""
     directory = find_idx_dir(spec, data_dir)
+    if directory is None and spec.keras_npz:  # Keras keeps MNIST as one .npz
+        cached = keras_cache_dir("") / spec.keras_npz
+        if not cached.is_file():
+            download(spec.name, spec.keras_dataset, [keras_cache_dir(spec.keras_cache_subdir), cached])
+        dataset = load_npz(DataRequest("npz", cached))
+        dataset.name, dataset.class_names = spec.name, spec.class_names
+        return dataset
     if directory is None:
         looked = [keras_cache_dir(spec.keras_cache_subdir)]
         download(spec.name, spec.keras_dataset, looked)
@@ -195,21 +203,36 @@ def load_npz(request: DataRequest) -> Dataset:
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(arrays) or 'nothing'})")
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if len(x) != len(y):
-            raise DataError(f"{path}: x_{split} has {len(x):,} images but y_{split} {len(y):,} labels")
-        if x.ndim == 3:
-            arrays[f"x_{split}"] = x[..., None]
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
-            arrays[f"y_{split}"] = y.astype(np.int64)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _npz_split(path, split, arrays)
     labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
     if "class_names" in arrays:
-        class_names = tuple(str(n) for n in arrays["class_names"])
+        class_names = tuple(str(n) for n in np.atleast_1d(arrays["class_names"]))
     else:
         class_names = tuple(str(c) for c in range(int(labels.max()) + 1 if labels.size else 0))
     return Dataset(path.stem, class_names, arrays["x_train"], arrays["y_train"],
                    arrays["x_test"], arrays["y_test"], source=str(path),
                    checksums={path.name: sha256_file(path)})
+
+
+def _npz_split(path: Path, split: str, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images as (n, h, w, c) and its labels as integers, or a DataError."""
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if x.ndim not in (3, 4) or y.ndim != 1:
+        raise DataError(f"{path}: x_{split} has shape {x.shape} and y_{split} {y.shape}; expected "
+                        "images (n, h, w) or (n, h, w, c) and labels (n,)")
+    if len(x) != len(y):
+        raise DataError(f"{path}: x_{split} has {len(x):,} images but y_{split} {len(y):,} labels")
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
+        raise DataError(f"{path}: x_{split} {x.shape} looks channels-first; store images as "
+                        "(n, height, width, channels)")
+    if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{path}: x_{split} holds {x.dtype}; store uint8 images or floats in [0, 1]")
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{path}: y_{split} holds {y.dtype} values; labels must be integers "
+                        "0 .. classes-1 (class names go in an array 'class_names')")
+    return (x[..., None] if x.ndim == 3 else x), y
 
 
 BUILT_IN = ("fashion_mnist", "mnist", "cifar10", "cifar100", "digits")

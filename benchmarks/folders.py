@@ -21,9 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DataError, DataRequest, Dataset, Notice, carve_test_split
+from benchmarks.rundir import atomic_write_text
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L"}  # scaled to 8 bits, not clipped
+SPLIT_FOLDERS = {"train", "test", "val", "validation"}
+ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 def cache_root() -> Path:
@@ -44,7 +48,10 @@ class FolderListing:
         for split in sorted(self.files):
             for path, label in self.files[split]:
                 digest.update(f"{split}/{label}/{path.relative_to(self.root)}\0".encode())
-                digest.update(path.read_bytes())
+                try:
+                    digest.update(path.read_bytes())
+                except OSError as exc:
+                    raise DataError(f"cannot read image {path}: {exc.strerror}") from exc
         return digest.hexdigest()
 
 
@@ -52,8 +59,8 @@ def _class_folders(directory: Path) -> dict[str, list[Path]]:
     """Class name -> its image files (sorted), for each subfolder of ``directory``."""
     classes = {}
     for sub in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in sub.rglob("*")
-                        if p.suffix.lower() in EXTENSIONS and p.is_file())
+        images = sorted(p for p in sub.rglob("*") if p.suffix.lower() in EXTENSIONS
+                        and not p.name.startswith(".") and p.is_file())  # no ._ files of macOS
         if not images:
             raise DataError(f"class folder {sub} holds no images "
                             f"({', '.join(sorted(EXTENSIONS))})")
@@ -71,7 +78,12 @@ def list_folder(root: Path) -> FolderListing:
     if not root.is_dir():
         raise DataError(f"image folder {root} is not a directory")
     split_dirs = {s: root / s for s in ("train", "test")}
-    if all(d.is_dir() for d in split_dirs.values()):
+    present = {p.name for p in root.iterdir() if p.is_dir()} & SPLIT_FOLDERS
+    if present and present != {"train", "test"}:
+        raise DataError(f"image folder {root} holds {', '.join(sorted(present))}/: give exactly "
+                        f"train/ and test/ (each with class folders), or the class folders "
+                        f"directly in {root}; a validation split is carved from train/")
+    if present:
         by_split = {s: _class_folders(d) for s, d in split_dirs.items()}
         if set(by_split["train"]) != set(by_split["test"]):
             raise DataError(f"{root}/train and {root}/test hold different classes: "
@@ -99,8 +111,11 @@ def _probe(files: list[Path]) -> tuple[Counter, bool, list[tuple[Path, str]]]:
     for path in files:
         try:
             with Image.open(path) as image:
-                sizes[(image.height, image.width)] += 1
+                turned = image.getexif().get(0x0112) in ROTATED  # shown rotated by 90 degrees
+                sizes[(image.width, image.height) if turned else (image.height, image.width)] += 1
                 grey = grey and image.mode in GREY_MODES
+                if image.mode == "F":
+                    raise ValueError("32-bit float images are not supported; save 8 or 16 bits")
         except (OSError, ValueError) as exc:
             bad.append((path, " ".join(str(exc).split())))
     return sizes, grey, bad
@@ -117,7 +132,7 @@ def _decode_into(files: list[tuple[Path, int]], shape: tuple[int, int, int], out
                  progress: str) -> list[tuple[Path, str]]:
     """Decode, convert and resize every file into ``out/x.npy`` (memory-mapped) and
     ``out/y.npy``; returns the files that failed to decode."""
-    from PIL import Image
+    from PIL import Image, ImageOps
     from tqdm import tqdm
 
     height, width, channels = shape
@@ -128,6 +143,10 @@ def _decode_into(files: list[tuple[Path, int]], shape: tuple[int, int, int], out
     for i, (path, _) in enumerate(bar):
         try:
             with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)  # as a viewer shows it
+                if image.mode in SIXTEEN_BIT_MODES:
+                    pixels = np.asarray(image, dtype=np.float64).clip(0, 65535) / 257.0
+                    image = Image.fromarray(pixels.round().astype(np.uint8))
                 image = image.convert("L" if channels == 1 else "RGB")
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -144,17 +163,16 @@ def _image_shape(listing: FolderListing, fingerprint: str, request: DataRequest,
     """The shape every image is decoded to. The headers of every image are read once per
     fingerprint (their sizes and modes are kept in the cache beside the arrays)."""
     probe_file = cache_root() / f"{fingerprint[:20]}.probe.json"
-    if probe_file.is_file():
+    try:
         probe = json.loads(probe_file.read_text())
-    else:
+    except (OSError, ValueError):  # none yet, or unreadable: read the headers again
         everything = [f for split in listing.files.values() for f, _ in split]
         sizes, grey, bad = _probe(everything)
         _refuse_unreadable(bad)
         (height, width), count = sizes.most_common(1)[0]
         probe = {"size": [height, width], "count": count, "sizes": len(sizes),
                  "images": len(everything), "grey": grey}
-        probe_file.parent.mkdir(parents=True, exist_ok=True)
-        probe_file.write_text(json.dumps(probe))
+        atomic_write_text(probe_file, json.dumps(probe))
     height, width = probe["size"]
     if request.image_size is not None:
         height, width = request.image_size
@@ -176,14 +194,16 @@ def load_folder(request: DataRequest, seed: int, notice: Notice = print) -> Data
     shape = _image_shape(listing, fingerprint, request, notice)
     key = f"{fingerprint[:20]}-{shape[0]}x{shape[1]}x{shape[2]}"
     cache = cache_root() / key
-    if not (cache / "done.json").is_file():
+    complete = (cache / "done.json").is_file() and all(
+        (cache / split / name).is_file() for split in listing.files for name in ("x.npy", "y.npy"))
+    if not complete:
         count = sum(len(files) for files in listing.files.values())
         notice(f"archbench: decoding {count:,} images of {listing.root} into {cache} "
                "(once: later runs read the cache)")
         _fill_cache(listing, shape, cache)
     arrays = {split: (np.load(cache / split / "x.npy", mmap_mode="r"),
                       np.load(cache / split / "y.npy")) for split in listing.files}
-    checksums = {"images sha256": fingerprint}
+    checksums = {"images sha256": fingerprint, "image shape": "x".join(map(str, shape))}
     if "test" not in arrays:
         x, y = arrays.pop("train")
         train, test = carve_test_split(y, request.test_fraction, seed)
@@ -204,8 +224,13 @@ def _fill_cache(listing: FolderListing, shape: tuple[int, int, int], cache: Path
             bad = _decode_into(files, shape, work / split, f"decoding {listing.root.name}/{split}")
             _refuse_unreadable(bad)
         (work / "done.json").write_text(json.dumps({"root": str(listing.root), "shape": shape}))
-        if cache.exists():
-            shutil.rmtree(cache)
-        work.rename(cache)
+        if (cache / "done.json").is_file():
+            return  # another process filled it meanwhile: keep its copy, drop ours
+        shutil.rmtree(cache, ignore_errors=True)  # a broken copy
+        try:
+            work.rename(cache)
+        except OSError:
+            if not (cache / "done.json").is_file():
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

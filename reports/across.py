@@ -31,8 +31,8 @@ def accuracy_table(run_dirs: list[Path], allow_mixed_budgets: bool = False) -> p
             raise ReportError(f"two run directories hold dataset {name}: {budgets[name][1]} and "
                               f"{run_dir}; give one run per dataset")
         budgets[name] = (data.manifest["budget"]["hash"], run_dir)
-        ok = data.results[data.results["status"] == "ok"]
-        columns[name] = ok.set_index("architecture")["test_accuracy"]
+        results = data.results.set_index("architecture")
+        columns[name] = results["test_accuracy"].where(results["status"] == "ok")
     hashes = {h for h, _ in budgets.values()}
     if len(hashes) > 1 and not allow_mixed_budgets:
         raise ReportError(

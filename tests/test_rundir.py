@@ -46,8 +46,7 @@ def test_nothing_reads_results_with_pickle_or_eval():
     restricted = root / "benchmarks" / "cifar.py"
     assert "class _ArraysOnly(pickle.Unpickler)" in restricted.read_text()
     for path in sources:
-        if path == restricted:
-            continue
         text = path.read_text()
-        for forbidden in ("import pickle", "pickle.load", "eval(", "allow_pickle=True"):
+        allowed = {"import pickle"} if path == restricted else set()
+        for forbidden in {"import pickle", "pickle.load", "eval(", "allow_pickle=True"} - allowed:
             assert forbidden not in text, f"{path.name} uses {forbidden}"

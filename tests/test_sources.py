@@ -112,6 +112,34 @@ def test_bad_npz_files_are_named(tmp_path, arrays, message):
         load_dataset(DataRequest("npz", path))
 
 
+@pytest.mark.parametrize("x_train,y_train,message", [
+    (np.full((4, 8, 8), 255.0), np.array([0, 1, 0, 1]), "holds floats from 255 to 255; images must"),
+    (np.zeros((4, 8, 8), np.uint16), np.array([0, 1, 0, 1]), "x_train holds uint16"),
+    (np.zeros((4, 3, 8, 8), np.uint8), np.array([0, 1, 0, 1]), "looks channels-first"),
+    (np.zeros((4, 8, 8), np.uint8), np.array(["cat", "dog", "cat", "dog"]),
+     "y_train holds <U3 values; labels must be integers"),
+    (np.zeros(()), np.zeros(4, int), r"x_train has shape \(\) and y_train \(4,\)"),
+])
+def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path, x_train, y_train, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=np.zeros((2, 8, 8), np.uint8),
+             y_test=np.array([0, 1]))
+    with pytest.raises(DataError, match=message):
+        load_dataset(DataRequest("npz", path))
+
+
+def test_mnist_is_read_from_the_npz_keras_downloads(tmp_path):
+    rng = np.random.default_rng(0)
+    cache = tmp_path / "keras" / "datasets"  # KERAS_HOME is tmp_path/keras (own_cache)
+    cache.mkdir(parents=True)
+    np.savez(cache / "mnist.npz", x_train=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+             y_train=np.arange(50) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+             y_test=np.arange(20) % 10)
+    dataset = load_dataset(DataRequest("mnist"))
+    assert dataset.name == "mnist" and dataset.class_names == tuple("0123456789")
+    assert dataset.x_train.shape == (50, 28, 28, 1) and set(dataset.checksums) == {"mnist.npz"}
+
+
 def test_an_npz_that_needs_pickle_is_refused(tmp_path):
     path = tmp_path / "objects.npz"
     np.savez(path, x_train=np.array([object()], dtype=object))
@@ -170,16 +198,57 @@ def test_a_folder_is_decoded_once_and_a_changed_image_changes_its_fingerprint(
 
     write_folder(tmp_path / "d", fashion)
     first = load_dataset(DataRequest("folder", tmp_path / "d"))
-    decoded = []
-    monkeypatch.setattr(folders, "_decode_into", lambda *a: decoded.append(a) or [])
+    real_decode = folders._decode_into
+
+    def must_not_decode(*args):
+        raise AssertionError("decoded again although the cache holds these images")
+
+    monkeypatch.setattr(folders, "_decode_into", must_not_decode)
     again = load_dataset(DataRequest("folder", tmp_path / "d"))
-    assert decoded == [], "the second load reads the cache"
     assert again.checksums == first.checksums
     np.testing.assert_array_equal(again.x_train, first.x_train)
+    monkeypatch.setattr(folders, "_decode_into", real_decode)
     Image.new("L", (28, 28), 255).save(tmp_path / "d" / "Trouser" / "img0.png")
-    with pytest.raises(FileNotFoundError):  # the stub decoded nothing into the new cache
+    changed = load_dataset(DataRequest("folder", tmp_path / "d"))
+    assert changed.checksums["images sha256"] != first.checksums["images sha256"]
+    assert len([p for p in folders.cache_root().iterdir() if p.is_dir()]) == 2, "a second cache"
+    resized = load_dataset(DataRequest("folder", tmp_path / "d", image_size=(14, 14)))
+    assert resized.checksums["image shape"] == "14x14x1" != changed.checksums["image shape"]
+
+
+def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    for c, value in (("dark", 1000), ("light", 35000)):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6), value, np.uint16)).save(tmp_path / "d" / c / f"{i}.png")
+    dataset = load_dataset(DataRequest("folder", tmp_path / "d", test_fraction=0.34))
+    pixels = np.concatenate([dataset.x_train, dataset.x_test])
+    assert dataset.image_shape == (6, 6, 1)
+    assert set(np.unique(pixels)) == {round(1000 / 257), round(35000 / 257)}
+
+
+def test_an_exif_rotated_photo_is_decoded_as_a_viewer_shows_it(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(3):
+            image = Image.new("RGB", (40, 20), (200, 10, 10))  # stored 40 wide, 20 high
+            exif = Image.Exif()
+            exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+            image.save(tmp_path / "d" / c / f"{i}.jpg", exif=exif)
+    dataset = load_dataset(DataRequest("folder", tmp_path / "d", test_fraction=0.34))
+    assert dataset.image_shape == (40, 20, 3), "viewed: 20 wide, 40 high"
+
+
+@pytest.mark.parametrize("layout,message", [
+    (("train/a", "train/b", "val/a", "val/b"), r"holds train, val/: give exactly train/ and test/"),
+    (("train/a", "train/b"), r"holds train/: give exactly train/ and test/"),
+])
+def test_split_folders_other_than_train_and_test_are_refused(tmp_path, layout, message):
+    for folder in layout:
+        (tmp_path / "d" / folder).mkdir(parents=True)
+        Image.new("L", (4, 4)).save(tmp_path / "d" / folder / "x.png")
+    with pytest.raises(DataError, match=message):
         load_dataset(DataRequest("folder", tmp_path / "d"))
-    assert decoded, "a changed image is decoded again"
 
 
 @pytest.mark.parametrize("make,message", [
