@@ -203,7 +203,7 @@ def load_folder(request: DataRequest, seed: int, notice: Notice = print) -> Data
         _fill_cache(listing, shape, cache)
     arrays = {split: (np.load(cache / split / "x.npy", mmap_mode="r"),
                       np.load(cache / split / "y.npy")) for split in listing.files}
-    checksums = {"images sha256": fingerprint, "image shape": "x".join(map(str, shape))}
+    checksums = {"images": fingerprint, "image shape": "x".join(map(str, shape))}
     if "test" not in arrays:
         x, y = arrays.pop("train")
         train, test = carve_test_split(y, request.test_fraction, seed)

@@ -210,7 +210,7 @@ def test_a_folder_is_decoded_once_and_a_changed_image_changes_its_fingerprint(
     monkeypatch.setattr(folders, "_decode_into", real_decode)
     Image.new("L", (28, 28), 255).save(tmp_path / "d" / "Trouser" / "img0.png")
     changed = load_dataset(DataRequest("folder", tmp_path / "d"))
-    assert changed.checksums["images sha256"] != first.checksums["images sha256"]
+    assert changed.checksums["images"] != first.checksums["images"]
     assert len([p for p in folders.cache_root().iterdir() if p.is_dir()]) == 2, "a second cache"
     resized = load_dataset(DataRequest("folder", tmp_path / "d", image_size=(14, 14)))
     assert resized.checksums["image shape"] == "14x14x1" != changed.checksums["image shape"]
@@ -296,7 +296,7 @@ def test_a_folder_benchmark_end_to_end_reads_its_cache_and_refuses_changed_image
     assert "- **Classes**: Pullover, T-shirt-top, Trouser; images 28x28x1" in board
     manifest = json.loads((run_dir / rundir.MANIFEST).read_text())
     assert manifest["dataset"]["name"] == "shop"
-    assert len(manifest["dataset"]["checksums"]["images sha256"]) == 64
+    assert len(manifest["dataset"]["checksums"]["images"]) == 64
     predictions = rundir.read_rows(rundir.predictions_path(run_dir, "mlp"))
     assert {p["label_name"] for p in predictions} == {"Pullover", "T-shirt-top", "Trouser"}
     [matrix] = (run_dir / rundir.WANDB_DIR / "wandb").glob(
