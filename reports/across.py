@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import rundir
-from reports.leaderboard import ReportError, load_run, markdown_table, md_escape
+from reports.leaderboard import ReportError, load_run
+from reports.markdown import markdown_table, md_escape
 
 ACROSS_MD = "across-datasets.md"
 PROFILE_TAUS = (1.0, 1.1, 1.25, 1.5, 2.0)

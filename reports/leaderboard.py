@@ -14,17 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from benchmarks import rundir, timing
+from reports.markdown import markdown_table, md_escape
 from reports.stats import (
     SIGNIFICANCE,
-    PairedComparison,
-    compare_paired,
     pareto_optimal,
     seed_interval,
     wilson_interval,
 )
+from reports.verdict import significance, significance_table, verdict
 
 NUMERIC_RESULTS = [
     "val_accuracy", "test_accuracy", "test_accuracy_std", "test_loss", "final_seeds",
@@ -47,6 +46,8 @@ class RunData:
     trials: pd.DataFrame
     # architecture -> per-test-image correctness (first final seed); empty when unknown
     correct: dict[str, np.ndarray] = field(default_factory=dict)
+    # architecture -> test accuracy of each final seed, from the predictions files
+    seed_accuracy: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.results = self.results.reindex(columns=rundir.RESULT_COLUMNS)
@@ -57,14 +58,6 @@ class RunData:
         self.trials = self.trials.fillna("")
 
 
-def md_escape(value: Any) -> str:
-    """Text that cannot break a markdown table cell or turn into emphasis or code."""
-    text = " ".join(str(value).split())  # newlines and tabs become single spaces
-    for char in "\\|*_`[]<>":
-        text = text.replace(char, "\\" + char)
-    return text
-
-
 def load_run(run_dir: Path) -> RunData:
     """The tables of a run directory.
 
@@ -73,11 +66,13 @@ def load_run(run_dir: Path) -> RunData:
     """
     rundir.require_run_dir(run_dir)
     results = pd.DataFrame(rundir.read_rows(run_dir / rundir.RESULTS))
-    correct = {}
+    correct, seed_accuracy = {}, {}
     for arch in results.get("architecture", []):
         path = rundir.predictions_path(run_dir, arch)
         if path.is_file():
             predictions = pd.read_csv(path)
+            right = predictions["label"] == predictions["predicted"]
+            seed_accuracy[arch] = right.groupby(predictions["seed"]).mean().tolist()
             first = predictions[predictions["seed"] == predictions["seed"].min()].sort_values("sample")
             correct[arch] = (first["label"] == first["predicted"]).to_numpy()
     return RunData(
@@ -85,6 +80,7 @@ def load_run(run_dir: Path) -> RunData:
         results=results,
         trials=pd.DataFrame(rundir.read_rows(run_dir / rundir.TRIALS)),
         correct=correct,
+        seed_accuracy=seed_accuracy,
     )
 
 
@@ -127,52 +123,6 @@ def _interval(row: pd.Series, test_size: int) -> tuple[float, float]:
     return wilson_interval(row["test_accuracy"], test_size)
 
 
-def significance(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[str, PairedComparison]:
-    """The most accurate architecture against each other one with paired predictions."""
-    if table.empty or table.at[0, "architecture"] not in correct:
-        return {}
-    best = correct[table.at[0, "architecture"]]
-    return {
-        arch: compare_paired(best, correct[arch])
-        for arch in table["architecture"].iloc[1:]
-        if arch in correct and len(correct[arch]) == len(best)
-    }
-
-
-def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> list[str]:
-    """A few lines naming the winner of each criterion and what it costs."""
-    if table.empty:
-        return ["No architecture produced a result."]
-    top = table.iloc[0]
-    tied = [arch for arch, t in tests.items() if not t.significant]
-    lines = [f"- **Most accurate**: {md_escape(top['architecture'])} "
-             f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tied, tests, len(table))]
-    criteria = [
-        ("Fastest at inference", "inference_latency_ms", True, "{:.2f} ms per image at batch 1"),
-        ("Fastest to train", "train_images_per_second", False, "{:,.0f} training images/s"),
-        ("Smallest", "total_params", True, "{:,.0f} parameters"),
-    ]
-    for label, column, smallest, fmt in criteria:
-        row = table.loc[table[column].idxmin() if smallest else table[column].idxmax()]
-        cost = ""
-        if row["architecture"] != top["architecture"]:
-            cost = f"; {top['test_accuracy'] - row['test_accuracy']:.4f} less test accuracy than the most accurate"
-        lines.append(f"- **{label}**: {md_escape(row['architecture'])} ({fmt.format(row[column])}{cost})")
-    front = ", ".join(md_escape(a) for a in table.loc[table["pareto"], "architecture"])
-    lines.append(f"- **Pareto-optimal** (no other is at least as accurate, fast and small, and "
-                 f"better on one): {front}")
-    return lines
-
-
-def _tie_text(tied: list[str], tests: dict[str, PairedComparison], n: int) -> str:
-    if n > 1 and not tests:
-        return "; no paired predictions, so significance was not tested"
-    if not tied:
-        return "; it beats every other architecture (exact McNemar p < 0.05)" if n > 1 else ""
-    names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f})" for a in tied)
-    return f"; **statistically tied** with {names}: the difference may be noise"
-
-
 def short_hp(text: str) -> str:
     """``{"a": 1, "b": 0.00123}`` -> ``a=1, b=0.00123``."""
     try:
@@ -180,10 +130,6 @@ def short_hp(text: str) -> str:
     except (json.JSONDecodeError, TypeError):
         return str(text)
     return rundir.format_hyperparameters(values)
-
-
-def markdown_table(rows: list[list[Any]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 MAIN_HEADERS = [
@@ -207,21 +153,6 @@ def main_table(table: pd.DataFrame) -> str:
         for _, r in table.iterrows()
     ]
     return markdown_table(rows, MAIN_HEADERS)
-
-
-def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
-    best = md_escape(table.at[0, "architecture"])
-    rows = [
-        [
-            md_escape(arch), t.only_best, t.only_other,
-            f"{t.difference:+.4f} [{t.low:+.4f}, {t.high:+.4f}]", f"{t.p_value:.4g}",
-            f"{best} wins" if t.significant else "statistically tied",
-        ]
-        for arch, t in tests.items()
-    ]
-    headers = ["against", f"only {best} right", "only the other right",
-               "accuracy difference [95% CI]", "McNemar p (exact)", "verdict"]
-    return markdown_table(rows, headers)
 
 
 def parity_table(data: RunData) -> str:
@@ -329,7 +260,7 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
     """The leaderboard as markdown; ``plots`` maps titles to relative image paths."""
     check_budgets(data, allow_mixed_budgets)
     table = ranked(data)
-    tests = significance(table, data.correct)
+    tests = significance(table, data.correct, data.seed_accuracy)
     parts = [f"# archbench leaderboard: {md_escape(data.manifest['name'])}", "",
              *header(data.manifest), "", "## Verdict", "", *verdict(table, tests), ""]
     parts += [
@@ -343,8 +274,11 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
     if tests:
         parts += [
             "## Is the win real?", "",
-            f"The most accurate architecture against each other one, on the same test images "
-            f"(first final seed). Exact McNemar test; p >= {SIGNIFICANCE} means statistically tied.",
+            "The most accurate architecture against each other one. With two or more final "
+            "seeds each: Welch's t-test on the seeds' test accuracies (it counts training "
+            "randomness); else the exact McNemar test on the same test images (it counts only "
+            "which test images were drawn). p (Holm): corrected for the number of comparisons; "
+            f"\"wins\" needs it below {SIGNIFICANCE} and a positive difference.",
             "", significance_table(table, tests), "",
         ]
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"

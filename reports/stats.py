@@ -1,4 +1,8 @@
-"""The statistics behind the leaderboard's claims: intervals, McNemar, Pareto front."""
+"""The statistics behind the leaderboard's claims: intervals, McNemar, Welch, Holm, Pareto.
+
+Distributions come from SciPy (Student t quantiles, Welch's test); the exact McNemar test is
+summed here in log space.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 Z_95 = 1.959963984540054
-# Two-sided 95% Student t quantiles for 1..10 degrees of freedom (more: the normal's).
-T_95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
 SIGNIFICANCE = 0.05
+MCNEMAR = "exact McNemar"
+WELCH = "Welch t over seeds"
 
 
 def wilson_interval(accuracy: float, n: int) -> tuple[float, float]:
@@ -25,8 +30,7 @@ def wilson_interval(accuracy: float, n: int) -> tuple[float, float]:
 
 def seed_interval(mean: float, std: float, seeds: int) -> tuple[float, float]:
     """95% Student t interval of a mean over ``seeds`` independent final trainings."""
-    t = T_95[seeds - 2] if seeds - 1 <= len(T_95) else Z_95
-    half = t * std / math.sqrt(seeds)
+    half = float(scipy_stats.t.ppf(0.975, seeds - 1)) * std / math.sqrt(seeds)
     return mean - half, mean + half
 
 
@@ -58,16 +62,20 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
 class PairedComparison:
     """The most accurate architecture against another, on the same test images."""
 
-    only_best: int  # images the best gets right and the other wrong
-    only_other: int
-    difference: float  # accuracy of best minus accuracy of other
+    only_best: int | None  # images the best gets right and the other wrong (McNemar)
+    only_other: int | None
+    difference: float  # accuracy of best minus accuracy of other (means over seeds)
     low: float  # 95% interval of the difference
     high: float
     p_value: float
+    test: str = MCNEMAR
+    p_adjusted: float | None = None  # Holm-corrected over the winner's comparisons
 
     @property
     def significant(self) -> bool:
-        return self.p_value < SIGNIFICANCE
+        """The best is better, beyond chance after the correction (the sign counts)."""
+        p = self.p_value if self.p_adjusted is None else self.p_adjusted
+        return self.difference > 0 and p < SIGNIFICANCE
 
 
 def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> PairedComparison:
@@ -82,6 +90,29 @@ def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> Paire
     half = Z_95 * math.sqrt(max(variance, 0.0))
     return PairedComparison(b, c, difference, difference - half, difference + half,
                             mcnemar_exact(b, c))
+
+
+def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
+    """Welch's t-test on the test accuracies of independent final trainings (one per seed):
+    it accounts for the seed-to-seed spread that a test on one pair of models ignores."""
+    result = scipy_stats.ttest_ind(best, other, equal_var=False)
+    difference = float(np.mean(best) - np.mean(other))
+    if math.isnan(result.pvalue):  # no spread on either side
+        return PairedComparison(None, None, difference, difference, difference,
+                                0.0 if difference else 1.0, WELCH)
+    interval = result.confidence_interval(0.95)
+    return PairedComparison(None, None, difference, float(interval.low), float(interval.high),
+                            float(result.pvalue), WELCH)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, kept monotone, capped at 1)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def pareto_optimal(accuracy: list[float], latency: list[float], params: list[float]) -> list[bool]:

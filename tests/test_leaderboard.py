@@ -198,11 +198,65 @@ def test_significance_calls_a_noisy_win_a_tie(tmp_path):
     write_predictions(run, "mid_net", mid)
     write_predictions(run, "small_net", small)
     text = render(load_run(run))
-    assert "**statistically tied** with mid\\_net (p = 0.625)" in text
+    assert "**no significant difference** from mid\\_net (p = 0.625, Holm 0.625)" in text
+    assert "not training randomness" in text, "one seed: the verdict says what it covers"
     rows = {r[0]: r for r in table_rows(text, "## Is the win real?")}
-    assert rows["mid\\_net"][-1] == "statistically tied"
+    assert rows["mid\\_net"][-1] == "no significant difference"
     assert rows["small\\_net"][-1] == "big\\_net wins"
-    assert rows["small\\_net"][1:3] == ["19", "0"]
+    assert rows["small\\_net"][1:4] == ["exact McNemar", "19", "0"]
+    assert float(rows["small\\_net"][6]) == pytest.approx(2 * float(rows["small\\_net"][5]), rel=1e-3)
+
+
+def write_seed_predictions(run, arch, accuracies, n=100):
+    rows = [{"seed": seed, "sample": i, "label": 0, "predicted": 0 if i < round(acc * n) else 1,
+             "confidence": 0.9} for seed, acc in enumerate(accuracies) for i in range(n)]
+    rundir.write_rows(run / rundir.PREDICTIONS_DIR / f"{arch}.csv", rundir.PREDICTION_COLUMNS, rows)
+
+
+def test_with_several_seeds_the_verdict_follows_the_mean_and_its_seed_test(tmp_path):
+    """Seed 0 reverses the order of the means: a test on seed 0 alone would call it a win
+    (p < 0.001) for the architecture that is worse on that seed."""
+    big, mid = [0.70, 0.90, 0.91], [0.80, 0.81, 0.80]
+    rows = [result("big_net", float(np.mean(big)), 10, 1, 1, final_seeds=3,
+                   test_accuracy_std=float(np.std(big, ddof=1))),
+            result("mid_net", float(np.mean(mid)), 10, 1, 1, final_seeds=3,
+                   test_accuracy_std=float(np.std(mid, ddof=1)))]
+    run = make_run(tmp_path, rows)
+    write_seed_predictions(run, "big_net", big)
+    write_seed_predictions(run, "mid_net", mid)
+    text = render(load_run(run))
+    [row] = table_rows(text, "## Is the win real?")
+    assert row[1] == "Welch t over seeds" and row[-1] == "no significant difference"
+    from scipy import stats as scipy_stats
+
+    expected = scipy_stats.ttest_ind(big, mid, equal_var=False).pvalue
+    assert float(row[5]) == pytest.approx(expected, rel=1e-3)
+    assert "**Most accurate**: big\\_net" in text and "not training randomness" not in text
+
+
+def test_a_worse_architecture_never_wins_whatever_the_p_value():
+    comparison = compare_paired(*correctness(2, 40, 50, 8))
+    assert comparison.p_value < 1e-6 and comparison.difference < 0
+    assert not comparison.significant
+
+
+def test_holm_adjusted_p_values_by_hand():
+    from reports.stats import holm
+
+    # sorted 0.01 x3 = 0.03; 0.03 x2 = 0.06; 0.04 x1 = 0.04, kept monotone: 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 5, 12, 30, 60])
+def test_seed_intervals_use_the_exact_t_quantile(seeds):
+    from scipy import stats as scipy_stats
+
+    from reports.stats import seed_interval
+
+    low, high = seed_interval(0.9, 0.01, seeds)
+    assert (high - low) / 2 == pytest.approx(scipy_stats.t.ppf(0.975, seeds - 1) * 0.01 / seeds**0.5)
 
 
 def test_budget_parity_flags_failures_and_early_stopping(tmp_path):

@@ -1,0 +1,100 @@
+"""The verdict: who wins on accuracy, speed and size, and whether the accuracy lead is real."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from reports.markdown import markdown_table, md_escape
+from reports.stats import (
+    MCNEMAR,
+    SIGNIFICANCE,
+    PairedComparison,
+    compare_paired,
+    compare_seeds,
+    holm,
+)
+
+
+def significance(table: pd.DataFrame, correct: dict[str, np.ndarray],
+                 seeds: dict[str, list[float]]) -> dict[str, PairedComparison]:
+    """The most accurate architecture against each other one, with the test that compares
+    the quantity the ranking uses: Welch's t over the final seeds' accuracies when both have
+    two or more, else the exact McNemar test on the same test images. Holm-corrected over
+    the winner's comparisons."""
+    if table.empty or table.at[0, "architecture"] not in correct:
+        return {}
+    top = table.at[0, "architecture"]
+    tests = {}
+    for arch in table["architecture"].iloc[1:]:
+        if len(seeds.get(top, [])) > 1 and len(seeds.get(arch, [])) > 1:
+            tests[arch] = compare_seeds(seeds[top], seeds[arch])
+        elif arch in correct and len(correct[arch]) == len(correct[top]):
+            tests[arch] = compare_paired(correct[top], correct[arch])
+    adjusted = holm([t.p_value for t in tests.values()])
+    return {arch: dataclasses.replace(t, p_adjusted=p)
+            for (arch, t), p in zip(tests.items(), adjusted, strict=True)}
+
+
+def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> list[str]:
+    """A few lines naming the winner of each criterion and what it costs."""
+    if table.empty:
+        return ["No architecture produced a result."]
+    top = table.iloc[0]
+    tied = [arch for arch, t in tests.items() if not t.significant]
+    lines = [f"- **Most accurate**: {md_escape(top['architecture'])} "
+             f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tied, tests, len(table))
+             + _scope_text(tests)]
+    criteria = [
+        ("Fastest at inference", "inference_latency_ms", True, "{:.2f} ms per image at batch 1"),
+        ("Fastest to train", "train_images_per_second", False, "{:,.0f} training images/s"),
+        ("Smallest", "total_params", True, "{:,.0f} parameters"),
+    ]
+    for label, column, smallest, fmt in criteria:
+        row = table.loc[table[column].idxmin() if smallest else table[column].idxmax()]
+        cost = ""
+        if row["architecture"] != top["architecture"]:
+            cost = f"; {top['test_accuracy'] - row['test_accuracy']:.4f} less test accuracy than the most accurate"
+        lines.append(f"- **{label}**: {md_escape(row['architecture'])} ({fmt.format(row[column])}{cost})")
+    front = ", ".join(md_escape(a) for a in table.loc[table["pareto"], "architecture"])
+    lines.append(f"- **Pareto-optimal** (no other is at least as accurate, fast and small, and "
+                 f"better on one): {front}")
+    return lines
+
+
+def _tie_text(tied: list[str], tests: dict[str, PairedComparison], n: int) -> str:
+    if n > 1 and not tests:
+        return "; no paired predictions, so significance was not tested"
+    kinds = " and ".join(sorted({t.test for t in tests.values()}))
+    if not tied:
+        return (f"; it beats every other architecture ({kinds}, Holm-adjusted p < "
+                f"{SIGNIFICANCE})") if n > 1 else ""
+    names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm {tests[a].p_adjusted:.3f})"
+                      for a in tied)
+    return (f"; **no significant difference** from {names} ({kinds}): the order among them "
+            "may be noise")
+
+
+def _scope_text(tests: dict[str, PairedComparison]) -> str:
+    if any(t.test == MCNEMAR for t in tests.values()):
+        return (". With one final training per architecture, the test covers the sampling of "
+                "the test images, not training randomness: another seed may reorder them")
+    return ""
+
+
+def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
+    best = md_escape(table.at[0, "architecture"])
+    rows = [
+        [
+            md_escape(arch), t.test, "-" if t.only_best is None else t.only_best,
+            "-" if t.only_other is None else t.only_other,
+            f"{t.difference:+.4f} [{t.low:+.4f}, {t.high:+.4f}]", f"{t.p_value:.4g}",
+            f"{t.p_adjusted:.4g}", f"{best} wins" if t.significant else "no significant difference",
+        ]
+        for arch, t in tests.items()
+    ]
+    headers = ["against", "test", f"only {best} right", "only the other right",
+               "accuracy difference [95% CI]", "p", "p (Holm)", "verdict"]
+    return markdown_table(rows, headers)
