@@ -35,6 +35,7 @@ ID_VAR = "KERASTUNER_TUNER_ID"
 IP_VAR = "KERASTUNER_ORACLE_IP"
 PORT_VAR = "KERASTUNER_ORACLE_PORT"
 ROLES = ("chief", "worker")
+EXIT_OK = 0
 EXIT_RECYCLE = 75  # a worker that ran its quota of trials exits with this, to be replaced
 POLL_SECONDS = 0.2
 DEFAULT_TIMEOUT = 3600.0

@@ -20,14 +20,13 @@ from benchmarks.accelerator import apply_accelerator, set_threads
 from benchmarks.architecture import ArchitectureBenchmark, summary_line
 from benchmarks.data import Dataset, Splits, make_splits
 from benchmarks.datasets import load_dataset
-from benchmarks.distributed import Cluster, WorkersLost
+from benchmarks.distributed import EXIT_OK, Cluster, WorkersLost
 from benchmarks.lock import RunLock
 from benchmarks.manifest import TimeBook, git_state, now, open_manifest
 from benchmarks.options import RunOptions
 from benchmarks.tracking import Tracker
 from benchmarks.workers import ChiefSearch, run_worker
 
-EXIT_OK = 0
 EXIT_ARCHITECTURE_FAILED = 1  # everything was written, but some architecture has no result
 
 WriteLeaderboard = Callable[[Path], Path]  # run directory -> the leaderboard's markdown file

@@ -14,6 +14,7 @@ from benchmarks import interrupt, rundir, timing, workarounds
 from benchmarks.architecture import ArchitectureBenchmark
 from benchmarks.data import Splits
 from benchmarks.distributed import (
+    EXIT_OK,
     EXIT_RECYCLE,
     ChiefServer,
     Cluster,
@@ -25,8 +26,6 @@ from benchmarks.distributed import (
 )
 from benchmarks.options import RunOptions, to_argv
 from benchmarks.tuning import Recycle, TrialQuota, TrialRecord
-
-EXIT_OK = 0
 
 
 def worker_argv(options: RunOptions) -> list[str]:
