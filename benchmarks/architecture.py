@@ -12,7 +12,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from benchmarks import rundir, timing, workarounds
+from benchmarks import rundir, streaming, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.callbacks import harness_callbacks
 from benchmarks.data import Splits
@@ -193,7 +193,7 @@ class ArchitectureBenchmark:
                 callbacks=harness_callbacks(wandb=wandb),
             )
         with timing.phase(timing.EVALUATION):
-            probabilities = model.predict(splits.x_test, batch_size=PREDICT_BATCH, verbose=0)
+            probabilities = streaming.predict(model, splits.x_test, PREDICT_BATCH)
             accuracy, loss, rows = evaluate(probabilities, splits.y_test, seed,
                                             splits.class_names)
         self.tracker.log_test_predictions(run, splits.x_test, splits.y_test, probabilities,

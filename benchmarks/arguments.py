@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from benchmarks.rows import INPUT_MODES, STREAM_SHARE
+
 EXIT_BAD_INPUT = 2
 
 # Budget fields that get a command-line override, with their help text.
@@ -87,14 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="names or wildcards, space- or comma-separated (default: every architecture)",
     )
     _add_data_options(run, several=True)
-    run.add_argument(
-        "--image-size", type=_image_size, metavar="HxW",
-        help="--dataset folder: resize every image to HxW (default: the most common size)",
-    )
-    run.add_argument(
-        "--test-fraction", type=_number, default=0.2, metavar="F",
-        help="share of a dataset without a test split carved off as its test set (default 0.2)",
-    )
+    _add_input_options(run)
     run.add_argument("--output", "-o", type=Path, default=Path("runs"), help="parent of run directories (default: runs)")
     run.add_argument("--name", help="run directory name and W&B group (default: DATASET-BUDGET)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
@@ -148,6 +143,24 @@ def _add_data_options(parser: argparse.ArgumentParser, several: bool = False) ->
                         help=f"{', '.join(NAMES)} (default: fashion_mnist)")
     parser.add_argument("--data-dir", type=Path, help="the dataset's files: a directory (built-in "
                         "datasets, --dataset folder) or FILE.npz (--dataset npz)")
+
+
+def _add_input_options(run: argparse.ArgumentParser) -> None:
+    """How a run's images are prepared: their size, the carved test share, where they live."""
+    run.add_argument(
+        "--image-size", type=_image_size, metavar="HxW",
+        help="--dataset folder: resize every image to HxW (default: the most common size)",
+    )
+    run.add_argument(
+        "--test-fraction", type=_number, default=0.2, metavar="F",
+        help="share of a dataset without a test split carved off as its test set (default 0.2)",
+    )
+    run.add_argument(
+        "--input", choices=INPUT_MODES, default="auto",
+        help="hold the float32 splits in memory, or stream batches from the dataset's arrays "
+             "(a folder's memory-mapped cache); auto streams when they would take more than "
+             f"{STREAM_SHARE:.0%} of the memory available (default auto)",
+    )
 
 
 def _data_path(text: str) -> Path | None:

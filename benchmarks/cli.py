@@ -88,7 +88,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     return RunOptions(
         architectures=names, budget=budget, dataset=dataset, output=args.output,
         name=_run_name(args.name, dataset_label(request), budget.name, several), data_dir=data_dir,
-        image_size=args.image_size, test_fraction=args.test_fraction,
+        image_size=args.image_size, test_fraction=args.test_fraction, input_mode=args.input,
         overwrite=args.overwrite, wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
         trial_gradients=args.trial_gradients, role=args.role, workers=args.workers,

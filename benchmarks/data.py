@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.rows import STREAM_SHARE, Rows, available_memory, should_stream, to_float
+
 FINITE_CHECK_CHUNK = 4096  # images per np.isfinite pass: memory-mapped arrays stay on disk
 MAX_VALIDATION_SHARE = 0.2  # of the training set, when a budget asks for more than there is
 Notice = Callable[[str], None]
@@ -156,7 +158,7 @@ def check_float_images(array: np.ndarray, name: str) -> None:
 class Splits:
     """The arrays of one benchmark run, as float32 images in [0, 1] with a channel axis."""
 
-    x_tune: np.ndarray
+    x_tune: np.ndarray  # or lazy ``Rows`` when ``streamed``
     y_tune: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
@@ -165,6 +167,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...] = ()
+    streamed: bool = False  # images are lazy ``Rows`` read batch by batch, not arrays
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -236,14 +239,16 @@ def fit_sizes(total: int, val_size: int, train_size: int, final_train_size: int,
 
 def make_splits(
     dataset: Dataset, val_size: int, train_size: int, final_train_size: int, seed: int,
-    notice: Notice = print,
+    notice: Notice = print, input_mode: str = "auto",
 ) -> Splits:
     """Carve a stratified validation split from the training set with a fixed seed.
 
     The rest of the training set is the training split; ``train_size`` and
     ``final_train_size`` take stratified subsets of it for tuning and for the final
     training (0 = all of it); sizes larger than the data are fitted (``fit_sizes``). The
-    test set is left whole and untouched.
+    test set is left whole and untouched. The splits are float32 arrays in memory, or,
+    when ``input_mode`` asks for it or they would not fit (``should_stream``), lazy
+    ``Rows`` of the dataset's own arrays that training reads batch by batch.
     """
     total = len(dataset.y_train)
     val_size, train_size, final_train_size = fit_sizes(
@@ -255,22 +260,32 @@ def make_splits(
     y_rest = dataset.y_train[train_idx]
     tune_idx = train_idx[stratified_take(y_rest, train_size or rest, rng)]
     final_idx = train_idx[stratified_take(y_rest, final_train_size or rest, rng)]
+    images = len(tune_idx) + len(val_idx) + len(final_idx) + len(dataset.y_test)
+    split_bytes = images * int(np.prod(dataset.image_shape)) * 4
+    available = available_memory()
+    streamed = should_stream(input_mode, split_bytes, available)
+    if streamed and input_mode == "auto":
+        notice(f"archbench: the splits of {dataset.name} would take {split_bytes / 2**30:.1f} GiB "
+               f"as float32, more than {STREAM_SHARE:.0%} of the "
+               f"{available / 2**30:.1f} GiB available; training reads them batch by batch "
+               "from their source (--input memory to hold them)")
+    pick = _streamed_images if streamed else _images
     return Splits(
-        *_images(dataset, tune_idx),
-        *_images(dataset, val_idx),
-        *_images(dataset, final_idx),
-        to_float(dataset.x_test),
-        np.asarray(dataset.y_test).astype(np.int64),
+        *pick(dataset.x_train, dataset.y_train, tune_idx),
+        *pick(dataset.x_train, dataset.y_train, val_idx),
+        *pick(dataset.x_train, dataset.y_train, final_idx),
+        *pick(dataset.x_test, dataset.y_test, np.arange(len(dataset.y_test))),
         class_names=tuple(dataset.class_names),
+        streamed=streamed,
     )
 
 
-def _images(dataset: Dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return to_float(dataset.x_train[idx]), np.asarray(dataset.y_train[idx]).astype(np.int64)
+def _images(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``idx`` as float32 in memory (the whole test set keeps its own order)."""
+    chosen = x if len(idx) == len(x) and (idx == np.arange(len(x))).all() else x[idx]
+    return to_float(chosen), np.asarray(y[idx]).astype(np.int64)
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """Images as float32 in [0, 1]: unsigned bytes are divided by 255, floats kept."""
-    if np.issubdtype(images.dtype, np.integer):
-        return np.asarray(images).astype(np.float32) / np.float32(255.0)
-    return np.asarray(images, dtype=np.float32)
+def _streamed_images(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[Rows, np.ndarray]:
+    """Images ``idx`` as lazy float32 rows of ``x``; the labels (small) in memory."""
+    return Rows(x, idx, as_float=True), np.asarray(y[idx]).astype(np.int64)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DataError, DataRequest, Dataset, Notice, carve_test_split
+from benchmarks.rows import Rows
 from benchmarks.rundir import atomic_write_text
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -207,7 +208,7 @@ def load_folder(request: DataRequest, seed: int, notice: Notice = print) -> Data
     if "test" not in arrays:
         x, y = arrays.pop("train")
         train, test = carve_test_split(y, request.test_fraction, seed)
-        arrays = {"train": (x[train], y[train]), "test": (x[test], y[test])}
+        arrays = {"train": (Rows(x, train), y[train]), "test": (Rows(x, test), y[test])}
         checksums["test split"] = f"carved {request.test_fraction} with seed {seed}"
     return Dataset(listing.root.resolve().name, listing.class_names, *arrays["train"], *arrays["test"],
                    source=f"{listing.root} (cache {cache})", checksums=checksums)

@@ -132,6 +132,7 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
             "source": dataset.source,
             "checksums": dataset.checksums,
             "split_sizes": splits.sizes(),
+            "input": "streamed" if splits.streamed else "memory",
             "class_names": list(dataset.class_names),
             "image_shape": list(dataset.image_shape),
         },

@@ -35,6 +35,7 @@ class RunOptions:
     data_dir: Path | None = _flag("--data-dir", default=None)
     image_size: tuple[int, int] | None = _flag("--image-size", default=None)  # (height, width)
     test_fraction: float = _flag("--test-fraction", default=0.2)
+    input_mode: str = _flag("--input", default="auto")  # splits in memory, streamed, or auto
     overwrite: bool = _flag("--overwrite", default=False)
     wandb_mode: str = _flag("--wandb-mode", default="auto")
     wandb_project: str = _flag("--wandb-project", default="archbench")

@@ -13,6 +13,7 @@ import keras
 import keras_tuner as kt
 
 from benchmarks.budget import Budget
+from benchmarks.streaming import fit_arguments
 from models.registry import Architecture
 
 OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
@@ -73,9 +74,8 @@ class SuiteHyperModel(kt.HyperModel):
             )
         kwargs.setdefault("epochs", self.budget.epochs)
         kwargs.setdefault("verbose", 0)
-        return model.fit(
-            *args, batch_size=self.budget.batch_size, callbacks=[*callbacks, *recipe], **kwargs
-        )
+        args, kwargs = fit_arguments(args, kwargs, self.budget.batch_size)
+        return model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -81,7 +81,7 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
     dataset = load_dataset(options.data_request, seed=options.budget.seed)
     budget = options.budget
     splits = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
-                         budget.seed)
+                         budget.seed, input_mode=options.input_mode)
     if cluster is not None and not cluster.is_chief:
         return run_worker(options, splits, cluster)
     lock = RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir)

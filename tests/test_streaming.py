@@ -1,0 +1,190 @@
+"""Streamed splits: lazy rows of a memory-mapped cache, read batch by batch while training."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import rows as rows_module
+from benchmarks.data import Dataset, make_splits
+from benchmarks.rows import STREAM_SHARE, Rows, should_stream, to_float
+
+
+@pytest.fixture
+def cached(tmp_path):
+    """A small uint8 image array on disk, memory-mapped as a folder's cache is."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.npy"
+    np.save(path, rng.integers(0, 256, (50, 6, 5, 3), dtype=np.uint8))
+    return np.load(path, mmap_mode="r")
+
+
+def test_rows_compose_like_numpy_indexing_and_scale_to_floats(cached):
+    outer = np.array([40, 3, 17, 3, 9, 0, 49])
+    inner = np.array([6, 0, 2, 5])
+    lazy = Rows(cached, outer).take(inner)
+    assert isinstance(lazy.source, np.memmap), "no copy: the rows keep the memory map"
+    assert lazy.shape == (4, 6, 5, 3) and lazy.dtype == np.uint8 and len(lazy) == 4
+    np.testing.assert_array_equal(np.asarray(lazy), cached[outer][inner])
+    np.testing.assert_array_equal(lazy[1], cached[40])
+    np.testing.assert_array_equal(lazy[1:3], cached[outer][inner][1:3])
+    floats = lazy.floats()
+    assert floats.dtype == np.float32 and floats.nbytes == 4 * 6 * 5 * 3 * 4
+    np.testing.assert_array_equal(floats[::-1], to_float(cached[outer][inner][::-1]))
+    assert floats[0].max() <= 1.0
+
+
+def test_auto_streams_only_splits_larger_than_the_memory_share():
+    gib = 2**30
+    assert not should_stream("auto", int(STREAM_SHARE * 8 * gib), 8 * gib)
+    assert should_stream("auto", int(STREAM_SHARE * 8 * gib) + 1, 8 * gib)
+    assert not should_stream("auto", 100 * gib, None), "unknown memory: keep today's path"
+    assert should_stream("stream", 1, 8 * gib) and not should_stream("memory", 100 * gib, gib)
+    with pytest.raises(ValueError, match="unknown input mode 'disk'"):
+        should_stream("disk", 1, gib)
+
+
+def _dataset(cached) -> Dataset:
+    labels = np.arange(50) % 5
+    return Dataset("cache", tuple("abcde"), Rows(cached, np.arange(40)), labels[:40],
+                   Rows(cached, np.arange(40, 50)), labels[40:], source="test")
+
+
+def test_streamed_splits_hold_the_same_images_as_the_in_memory_ones(cached):
+    dataset = _dataset(cached)
+    memory = make_splits(dataset, 8, 20, 0, seed=1, input_mode="memory")
+    streamed = make_splits(dataset, 8, 20, 0, seed=1, input_mode="stream")
+    assert streamed.streamed and not memory.streamed
+    for name in ("x_tune", "x_val", "x_final", "x_test"):
+        lazy = getattr(streamed, name)
+        assert isinstance(lazy, Rows) and isinstance(lazy.source, np.memmap), name
+        np.testing.assert_array_equal(np.asarray(lazy), getattr(memory, name))
+    for name in ("y_tune", "y_val", "y_final", "y_test"):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(memory, name))
+    assert streamed.image_shape == (6, 5, 3) and streamed.sizes() == memory.sizes()
+
+
+def test_auto_streams_with_a_notice_when_memory_is_short(cached, monkeypatch):
+    monkeypatch.setattr("benchmarks.data.available_memory", lambda: 1000)
+    notices = []
+    splits = make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append)
+    assert splits.streamed and isinstance(splits.x_final, Rows)
+    assert len(notices) == 1 and "training reads them batch by batch" in notices[0]
+    assert "--input memory" in notices[0]
+    monkeypatch.setattr("benchmarks.data.available_memory", lambda: 2**40)
+    assert not make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append).streamed
+
+
+def test_available_memory_is_a_positive_number_here():
+    available = rows_module.available_memory()
+    assert available is None or available > 0
+
+
+def _machine(tmp_path, cgroup_line, files):
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemTotal: 25000000 kB\nMemAvailable: 20000000 kB\n")
+    (proc / "self" / "cgroup").write_text(cgroup_line + "\n")
+    for name, text in files.items():
+        (cgroups / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroups / name).write_text(text)
+    return proc, cgroups
+
+
+@pytest.mark.parametrize(("cgroup_line", "files", "expected"), [
+    ("4:memory:/job", {"memory/job/memory.limit_in_bytes": "3000000000",
+                       "memory/job/memory.usage_in_bytes": "1000000000"}, 2_000_000_000),
+    ("0::/job", {"job/memory.max": "3000000000", "job/memory.current": "500000000"}, 2_500_000_000),
+    ("0::/job", {"memory.max": "1000", "memory.current": "400"}, 600),  # namespace: the root
+    ("0::/job", {"job/memory.max": "max", "job/memory.current": "5"}, 20_000_000 * 1024),
+    ("4:memory:/", {"memory/memory.limit_in_bytes": str(2**63 - 4096),
+                    "memory/memory.usage_in_bytes": "1"}, 20_000_000 * 1024),
+    ("1:cpu:/x", {}, 20_000_000 * 1024),
+])
+def test_available_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path, cgroup_line,
+                                                                      files, expected):
+    proc, cgroups = _machine(tmp_path, cgroup_line, files)
+    assert rows_module.available_memory(proc, cgroups) == expected
+
+
+def test_batches_cover_every_image_once_per_epoch_reshuffled_and_repeatable(cached):
+    from benchmarks.streaming import Batches
+
+    labels = np.arange(50)
+    images = Rows(cached).floats()
+
+    def epochs(seed):
+        np.random.seed(seed)
+        batches = Batches(images, labels, batch_size=8, shuffle=True)
+        seen = []
+        for _ in range(2):
+            order = []
+            for i in range(len(batches)):
+                x, y = batches[i]
+                np.testing.assert_array_equal(x, to_float(cached[y]))  # images match labels
+                order += y.tolist()
+            batches.on_epoch_end()
+            seen.append(order)
+        return seen
+
+    first, second = epochs(7)
+    assert sorted(first) == list(range(50)) and sorted(second) == list(range(50))
+    assert first != second, "a new order each epoch"
+    assert epochs(7) == [first, second], "the trial's seed fixes the order"
+    plain = Batches(images, None, batch_size=8)
+    assert len(plain) == 7 and plain[6].shape == (2, 6, 5, 3)
+
+
+def test_fit_arguments_leave_arrays_alone_and_turn_rows_into_batches(cached):
+    from benchmarks.streaming import Batches, fit_arguments
+
+    x, y = np.zeros((4, 6, 5, 3), np.float32), np.zeros(4, int)
+    args, kwargs = fit_arguments((x, y), {"validation_data": (x, y), "epochs": 2}, 32)
+    assert args[0] is x and args[1] is y
+    assert kwargs == {"validation_data": (x, y), "epochs": 2, "batch_size": 32}
+    lazy = Rows(cached).floats()
+    args, kwargs = fit_arguments((lazy, np.arange(50)), {"validation_data": (lazy, np.arange(50))}, 16)
+    assert len(args) == 1 and isinstance(args[0], Batches) and args[0].shuffle
+    assert isinstance(kwargs["validation_data"], Batches) and not kwargs["validation_data"].shuffle
+    assert kwargs["shuffle"] is False and "batch_size" not in kwargs
+
+
+def test_a_model_trains_and_predicts_the_same_from_streamed_rows(cached):
+    import keras
+
+    from benchmarks.streaming import fit_arguments, predict
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(5, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    lazy, labels = Rows(cached).floats(), np.arange(50) % 5
+    args, kwargs = fit_arguments((lazy, labels), {"validation_data": (lazy, labels)}, 16)
+    history = model.fit(*args, epochs=2, verbose=0, **kwargs)
+    assert len(history.history["val_accuracy"]) == 2
+    np.testing.assert_allclose(predict(model, lazy, 16), predict(model, np.asarray(lazy), 16),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_streamed_folder_benchmark_completes_and_records_its_input(tmp_path, fashion):
+    from benchmarks import rundir
+    from tests.test_end_to_end import archbench
+    from tests.test_sources import write_folder
+
+    write_folder(tmp_path / "shop", fashion, per_class=40)
+    argv = ["run", "--dataset", "folder", "--data-dir", str(tmp_path / "shop"), "--budget",
+            "smoke", "-a", "simple_cnn", "-o", str(tmp_path / "runs"), "--wandb-mode", "offline",
+            "--input", "stream"]
+    done = archbench(*argv, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "shop-smoke"
+    manifest = json.loads((run_dir / rundir.MANIFEST).read_text())
+    assert manifest["dataset"]["input"] == "streamed"
+    trials = rundir.read_rows(run_dir / rundir.TRIALS)
+    assert trials and {t["status"] for t in trials} == {"COMPLETED"}
+    [result] = rundir.read_rows(run_dir / rundir.RESULTS)
+    assert result["status"] == "ok" and 0.0 < float(result["test_accuracy"]) <= 1.0
+    predictions = rundir.read_rows(rundir.predictions_path(run_dir, "simple_cnn"))
+    assert len(predictions) == manifest["dataset"]["split_sizes"]["test"]
