@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DataError, DataRequest, Dataset, Notice, carve_test_split
+from benchmarks.lock import process_alive
 from benchmarks.rows import Rows
 from benchmarks.rundir import atomic_write_text
 
@@ -218,7 +220,9 @@ def _fill_cache(listing: FolderListing, shape: tuple[int, int, int], cache: Path
     """Decode into a temporary folder beside the cache, then rename: a cache folder is
     complete or absent, never half-written."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}."))
+    _remove_abandoned(cache)
+    owner = f"{socket.gethostname()}.{os.getpid()}"
+    work = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}.{owner}."))
     try:
         for split, files in listing.files.items():
             (work / split).mkdir()
@@ -235,3 +239,13 @@ def _fill_cache(listing: FolderListing, shape: tuple[int, int, int], cache: Path
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_abandoned(cache: Path) -> None:
+    """Delete the half-decoded copies of ``cache`` left by processes of this host that died
+    (killed while decoding); a live process's copy, or another host's, is left alone."""
+    host = socket.gethostname()
+    for work in cache.parent.glob(f".{cache.name}.*"):
+        owner_host, _, rest = work.name[len(cache.name) + 2:].rpartition(".")[0].rpartition(".")
+        if owner_host == host and rest.isdigit() and not process_alive(int(rest)):
+            shutil.rmtree(work, ignore_errors=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 from benchmarks.rundir import RunDirError
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,7 +60,7 @@ class RunLock:
         except (OSError, json.JSONDecodeError):
             owner = {}
         pid, host = owner.get("pid"), owner.get("host")
-        if isinstance(pid, int) and host == self.owner["host"] and not _alive(pid):
+        if isinstance(pid, int) and host == self.owner["host"] and not process_alive(pid):
             self.path.unlink(missing_ok=True)  # its owner died: stale
             return
         if not isinstance(pid, int):

@@ -216,6 +216,31 @@ def test_a_folder_is_decoded_once_and_a_changed_image_changes_its_fingerprint(
     assert resized.checksums["image shape"] == "14x14x1" != changed.checksums["image shape"]
 
 
+def test_half_decoded_copies_of_dead_processes_are_removed_others_kept(tmp_path, fashion):
+    import os
+    import socket
+    import subprocess
+
+    from benchmarks import folders
+
+    write_folder(tmp_path / "d", fashion)
+    first = load_dataset(DataRequest("folder", tmp_path / "d"))
+    cache = Path(first.source.split("(cache ")[1].rstrip(")"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    host = socket.gethostname()
+    dead = cache.parent / f".{cache.name}.{host}.{gone.pid}.abc_1"
+    live = cache.parent / f".{cache.name}.{host}.{os.getpid()}.abc_2"
+    elsewhere = cache.parent / f".{cache.name}.other-host.{gone.pid}.abc_3"
+    for work in (dead, live, elsewhere):
+        (work / "train").mkdir(parents=True)
+    folders.shutil.rmtree(cache)  # decode again: the abandoned copies are looked at then
+    load_dataset(DataRequest("folder", tmp_path / "d"))
+    assert not dead.exists(), "left by a killed decoder: removed"
+    assert live.exists() and elsewhere.exists(), "a live decoder's, another host's: kept"
+    assert (cache / "done.json").is_file()
+
+
 def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
     for c, value in (("dark", 1000), ("light", 35000)):
         (tmp_path / "d" / c).mkdir(parents=True)
