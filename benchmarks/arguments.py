@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, help="markdown file (default: RUN_DIR/"
                         "leaderboard.md; with several: across-datasets/across-datasets.md beside them)")
     report.add_argument("--allow-mixed-budgets", action="store_true", help="rank results made under different budgets")
+    report.add_argument(
+        "--against", type=Path, metavar="OTHER_RUN_DIR",
+        help="add a section on whether the cheaper of the two budgets (same dataset) predicts "
+        "the other's ranking: Kendall, Spearman, flipped pairs, and a plot")
     report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
     report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
     return parser

@@ -184,8 +184,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from benchmarks.rundir import safe_name
         from reports.wandb_source import fetch_runs, runs_to_data
 
-        if not args.group or args.run_dir:
-            raise UserError("--wandb ENTITY/PROJECT needs --group NAME and no RUN_DIR")
+        if not args.group or args.run_dir or args.against:
+            raise UserError("--wandb ENTITY/PROJECT needs --group NAME, and no RUN_DIR or --against")
         output = args.output or Path(f"leaderboard-{safe_name(args.group)}") / "leaderboard.md"
         try:
             runs = fetch_runs(args.wandb, args.group)
@@ -198,6 +198,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(write_report(data, output, args.allow_mixed_budgets))
     elif not args.run_dir:
         raise UserError("report needs RUN_DIR, or --wandb ENTITY/PROJECT --group NAME")
+    elif args.against is not None:
+        print(_report_against(args))
     else:
         from benchmarks.rundir import is_run_dir, merge_worker_trials
 
@@ -214,6 +216,19 @@ def cmd_report(args: argparse.Namespace) -> int:
             output = args.output or args.run_dir[0].parent / "across-datasets" / ACROSS_MD
             print(write_across(args.run_dir, output, args.allow_mixed_budgets))
     return 0
+
+
+def _report_against(args: argparse.Namespace) -> Path:
+    """One run's leaderboard with the section comparing it with another budget's run."""
+    from benchmarks.rundir import is_run_dir, merge_worker_trials
+    from reports.agreement import write_leaderboard_against
+
+    if len(args.run_dir) > 1:
+        raise UserError("--against compares one RUN_DIR with another run directory; give one RUN_DIR")
+    if is_run_dir(args.run_dir[0]):  # as a plain report does
+        merge_worker_trials(args.run_dir[0])
+    return write_leaderboard_against(args.run_dir[0], args.against, args.output,
+                                     args.allow_mixed_budgets)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -256,8 +256,11 @@ def header(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budgets: bool = False) -> str:
-    """The leaderboard as markdown; ``plots`` maps titles to relative image paths."""
+def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budgets: bool = False,
+           sections: list[str] | None = None) -> str:
+    """The leaderboard as markdown; ``plots`` maps titles to relative image paths;
+    ``sections``: markdown lines of further sections (a comparison with another run),
+    placed after the significance tests."""
     check_budgets(data, allow_mixed_budgets)
     table = ranked(data)
     tests = significance(table, data.correct, data.seed_accuracy)
@@ -281,6 +284,7 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
             f"\"wins\" needs it below {SIGNIFICANCE} and a positive difference.",
             "", significance_table(table, tests), "",
         ]
+    parts += sections or []
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
               " unless flagged.", "", parity_table(data), ""]
     times = time_table(data.manifest)
@@ -312,8 +316,10 @@ def csv_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=columns)
 
 
-def write_report(data: RunData, output: Path, allow_mixed_budgets: bool = False) -> Path:
-    """Write the markdown, ``leaderboard.csv`` and the plots beside it; returns the markdown."""
+def write_report(data: RunData, output: Path, allow_mixed_budgets: bool = False,
+                 sections: list[str] | None = None) -> Path:
+    """Write the markdown, ``leaderboard.csv`` and the plots beside it; returns the markdown.
+    ``sections``: as for ``render``."""
     from reports.plots import write_plots  # matplotlib only when files are written
 
     check_budgets(data, allow_mixed_budgets)
@@ -321,7 +327,7 @@ def write_report(data: RunData, output: Path, allow_mixed_budgets: bool = False)
     output.parent.mkdir(parents=True, exist_ok=True)
     images = write_plots(table, data.trials, output.parent)
     relative = {title: path.name for title, path in images.items()}
-    rundir.atomic_write_text(output, render(data, relative, allow_mixed_budgets))
+    rundir.atomic_write_text(output, render(data, relative, allow_mixed_budgets, sections))
     rundir.atomic_write_text(output.parent / rundir.LEADERBOARD_CSV, csv_table(table).to_csv(index=False))
     return output
 

@@ -132,3 +132,27 @@ def performance_profile_plot(profile: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=9, loc="lower right")
     return _save(fig, path)
+
+
+BUDGET_AGREEMENT = "cheap_vs_expensive.png"
+
+
+def budget_agreement_plot(points: pd.DataFrame, cheap: str, expensive: str, path: Path) -> Path:
+    """Each architecture's accuracy under the cheap budget (x) against its test accuracy
+    under the expensive one (y). ``points``: one row per architecture (the index), columns
+    ``cheap_test``, ``cheap_validation`` (best trial's score) and ``expensive_test``."""
+    fig, ax = _figure(f"Accuracy under {cheap} (cheap) against {expensive}",
+                      f"accuracy under {cheap}", f"test accuracy under {expensive}")
+    ax.scatter(points["cheap_test"], points["expensive_test"], s=70, color="tab:blue",
+               label=f"test accuracy under {cheap}", zorder=3)
+    ax.scatter(points["cheap_validation"], points["expensive_test"], s=50, marker="x",
+               color="tab:gray", label=f"best trial's validation score under {cheap}", zorder=3)
+    for architecture, row in points.iterrows():
+        ax.annotate(str(architecture), (row["cheap_test"], row["expensive_test"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=10)
+    values = points[["cheap_test", "cheap_validation", "expensive_test"]].stack()
+    low, high = float(values.min()), float(values.max())
+    ax.plot([low, high], [low, high], linestyle="--", color="tab:red", alpha=0.5,
+            label="same accuracy under both")
+    ax.legend(fontsize=9, loc="lower right")
+    return _save(fig, path)

@@ -1,11 +1,13 @@
-"""The statistics behind the leaderboard's claims: intervals, McNemar, Welch, Holm, Pareto.
+"""The statistics behind the leaderboard's claims: intervals, McNemar, Welch, Holm, Pareto,
+and the rank agreement of two scorings (Kendall, Spearman, permutation p-values).
 
-Distributions come from SciPy (Student t quantiles, Welch's test); the exact McNemar test is
-summed here in log space.
+Distributions come from SciPy (Student t quantiles, Welch's test, Kendall's tau-b and
+Spearman's rho); the exact McNemar test is summed here in log space.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -131,3 +133,103 @@ def pareto_optimal(accuracy: list[float], latency: list[float], params: list[flo
         )
         flags.append(not dominated)
     return flags
+
+
+EXACT_PERMUTATIONS_UP_TO = 8  # every order of up to 8 architectures: 8! = 40,320
+PERMUTATION_RESAMPLES = 10_000  # orders drawn beyond that, Monte-Carlo
+PERMUTATION_SEED = 0
+_CHUNK = 4096  # orders scored at once, to bound memory
+_SAME = 1e-9  # statistics closer than this are equal (floating-point noise)
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """How well two scorings of the same architectures agree on their order.
+
+    The p-values are two-sided permutation p-values: the share of orders of the second
+    scoring, relative to the first, whose statistic is at least as far from 0 as the one
+    observed. ``*_needed`` is the smallest absolute statistic that reaches p < SIGNIFICANCE
+    at this number of architectures and these ties (None: no order reaches it).
+    """
+
+    count: int
+    kendall_tau: float  # tau-b: ties in either scoring allowed
+    kendall_p: float
+    spearman_rho: float
+    spearman_p: float
+    permutations: int  # orders the p-values were computed over
+    exact: bool  # every order (True), or a seeded Monte-Carlo sample of them
+    kendall_needed: float | None
+    spearman_needed: float | None
+
+
+def rank_agreement(first, second, exact_up_to: int = EXACT_PERMUTATIONS_UP_TO,
+                   resamples: int = PERMUTATION_RESAMPLES,
+                   seed: int = PERMUTATION_SEED) -> RankAgreement:
+    """Kendall's tau-b and Spearman's rho (SciPy) of two scorings, with permutation p-values:
+    exact over all n! orders up to ``exact_up_to`` architectures, else over ``resamples``
+    orders drawn with ``seed``. NaN when either scoring has fewer than two distinct values."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if len(np.unique(first)) < 2 or len(np.unique(second)) < 2:
+        return RankAgreement(len(first), math.nan, math.nan, math.nan, math.nan, 0, True, None, None)
+    tau = float(scipy_stats.kendalltau(first, second).statistic)
+    rho = float(scipy_stats.spearmanr(first, second).statistic)
+    exact = len(first) <= exact_up_to
+    orders = all_orders(len(first)) if exact else random_orders(len(first), resamples, seed)
+    taus, rhos = permuted_statistics(first, second, orders)
+    return RankAgreement(len(first), tau, permutation_p_value(taus, tau, exact), rho,
+                         permutation_p_value(rhos, rho, exact), len(orders), exact,
+                         _needed(taus, exact), _needed(rhos, exact))
+
+
+def all_orders(n: int) -> np.ndarray:
+    """Every permutation of ``range(n)``, one per row (the identity first)."""
+    return np.array(list(itertools.permutations(range(n))), dtype=np.intp).reshape(-1, n)
+
+
+def random_orders(n: int, count: int, seed: int) -> np.ndarray:
+    """``count`` random permutations of ``range(n)``, one per row, reproducible by ``seed``."""
+    rng = np.random.default_rng(seed)
+    return rng.permuted(np.tile(np.arange(n), (count, 1)), axis=1)
+
+
+def permuted_statistics(first: np.ndarray, second: np.ndarray,
+                        orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kendall's tau-b and Spearman's rho of ``first`` against ``second[order]`` for every
+    row of ``orders``, vectorised: SciPy's functions take about 1 ms a call, and 8! orders
+    would take a minute. Neither denominator changes under a permutation (tau-b's counts
+    of tied pairs, rho's spread of average ranks), so only the numerators are permuted."""
+    n = len(first)
+    sign_first = np.sign(first[:, None] - first[None, :]).astype(np.int64)
+    sign_second = np.sign(second[:, None] - second[None, :]).astype(np.int8)
+    pairs = n * (n - 1) / 2
+    tied_first = (np.count_nonzero(sign_first == 0) - n) / 2
+    tied_second = (np.count_nonzero(sign_second == 0) - n) / 2
+    tau_denominator = math.sqrt((pairs - tied_first) * (pairs - tied_second))
+    rank_first = scipy_stats.rankdata(first) - (n + 1) / 2
+    rank_second = scipy_stats.rankdata(second) - (n + 1) / 2
+    rho_denominator = math.sqrt(np.sum(rank_first**2) * np.sum(rank_second**2))
+    taus, rhos = [], []
+    for start in range(0, len(orders), _CHUNK):
+        chunk = orders[start:start + _CHUNK]
+        shuffled = sign_second[chunk[:, :, None], chunk[:, None, :]]
+        # every pair is counted twice in the full matrix
+        taus.append(np.einsum("pij,ij->p", shuffled, sign_first) / 2 / tau_denominator)
+        rhos.append(rank_second[chunk] @ rank_first / rho_denominator)
+    return np.concatenate(taus), np.concatenate(rhos)
+
+
+def permutation_p_value(distribution: np.ndarray, observed: float, exact: bool) -> float:
+    """Two-sided: the share of ``distribution`` at least as far from 0 as ``observed``.
+    Exact (every order, the observed one included): that share. Monte-Carlo: (k + 1) /
+    (N + 1), which never says 0 for what a sample merely did not draw."""
+    at_least = int(np.count_nonzero(np.abs(distribution) >= abs(observed) - _SAME))
+    return at_least / len(distribution) if exact else (at_least + 1) / (len(distribution) + 1)
+
+
+def _needed(distribution: np.ndarray, exact: bool) -> float | None:
+    magnitudes = np.sort(np.abs(distribution))
+    for value in np.unique(np.round(magnitudes, 9)):
+        if permutation_p_value(magnitudes, float(value), exact) < SIGNIFICANCE:
+            return float(value)
+    return None
