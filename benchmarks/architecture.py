@@ -48,7 +48,8 @@ class ArchitectureBenchmark:
         self.search_seconds: float | None = None  # wall time of this invocation's search
         self.architecture = get_architecture(name)
         self.hypermodel = SuiteHyperModel(
-            self.architecture, splits.image_shape, splits.num_classes, self.budget
+            self.architecture, splits.image_shape, splits.num_classes, self.budget,
+            flips=splits.mirror_invariant,
         )
         self.base_config = {
             "architecture": name,

@@ -24,6 +24,11 @@ BUDGET_OPTIONS = {
     "patience": "early-stopping patience in epochs (0 = off)",
     "lr_min": "lower end of the shared learning-rate range",
     "lr_max": "upper end of the shared learning-rate range",
+    "schedule": "learning rate over a training: cosine (linear warm-up, cosine to zero) or constant",
+    "warmup": "share of a training's steps spent warming the learning rate up (cosine)",
+    "weight_decay_min": "lower end of AdamW's searched weight decay",
+    "weight_decay_max": "upper end of AdamW's searched weight decay (0 = Adam, no decay)",
+    "label_smoothing": "label smoothing of the loss (0 = none)",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
     "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",
@@ -63,7 +68,7 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
         )
     group.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=None,
-        help="random shifts and flips while training",
+        help="random shifts while training, and flips where the classes are mirror-invariant",
     )
 
 
@@ -164,6 +169,11 @@ def _add_input_options(run: argparse.ArgumentParser) -> None:
         help="hold the float32 splits in memory, or stream batches from the dataset's arrays "
              "(a folder's memory-mapped cache); auto streams when they would take more than "
              f"{STREAM_SHARE:.0%} of the memory available (default auto)",
+    )
+    run.add_argument(
+        "--mirror-invariant", action="store_true",
+        help="--dataset folder or npz: a left-right mirror keeps every image's class, so "
+             "--augment may flip (built in for fashion_mnist, cifar10, cifar100; never digits)",
     )
 
 

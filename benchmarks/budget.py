@@ -11,9 +11,13 @@ from typing import Any
 TUNERS = ("random", "bayesian", "hyperband")
 STRATEGIES = ("none", "mirrored")  # tf.distribute strategy of one trial
 SWITCHES = ("auto", "on", "off")
+SCHEDULES = ("cosine", "constant")
 # Fields added after budgets were first hashed: left out of the hash at these values, so
 # that existing run directories keep their hash and can still be resumed.
-_LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto"}
+_LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
+                 # the recipe before AdamW and the schedule: Adam at a constant rate
+                 "schedule": "constant", "warmup": 0.1, "weight_decay_min": 1e-4,
+                 "weight_decay_max": 0.0, "label_smoothing": 0.0}
 
 
 class BudgetError(ValueError):
@@ -44,6 +48,16 @@ class Budget:
     augment: bool = False
     lr_min: float = 1e-4
     lr_max: float = 1e-2
+    # The shared recipe, the same for every architecture: AdamW, its decoupled weight
+    # decay searched log-uniformly in [weight_decay_min, weight_decay_max] (max 0: Adam);
+    # the learning rate (the searched peak) rises linearly over the first ``warmup`` share
+    # of a training's steps, then follows a cosine to zero at its last step ("cosine"), or
+    # stays constant without warm-up ("constant"); optional label smoothing.
+    schedule: str = "cosine"
+    warmup: float = 0.1
+    weight_decay_min: float = 1e-4
+    weight_decay_max: float = 1e-1
+    label_smoothing: float = 0.0
     seed: int = 0
     trial_timeout: int = 0  # seconds of training after which a trial fails (0 = no limit)
     # Accelerators. distribute: "mirrored" trains each model on every visible GPU
@@ -78,6 +92,26 @@ class Budget:
                 raise BudgetError(f"{name} must be a positive number, got {value!r}")
         if self.lr_min > self.lr_max:
             raise BudgetError(f"lr_min ({self.lr_min}) is larger than lr_max ({self.lr_max})")
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise BudgetError(f"unknown schedule {self.schedule!r}; choose one of "
+                              f"{', '.join(SCHEDULES)}")
+        for name in ("warmup", "weight_decay_min", "weight_decay_max", "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise BudgetError(f"{name} must be a number, got {value!r}")
+        if not 0 <= self.warmup < 1:
+            raise BudgetError(f"warmup is a share of the steps, from 0 to below 1; got {self.warmup}")
+        if not 0 <= self.label_smoothing < 1:
+            raise BudgetError(f"label_smoothing must be from 0 to below 1, got {self.label_smoothing}")
+        if self.weight_decay_max < 0 or not self.weight_decay_min > 0:
+            raise BudgetError("weight_decay_min must be positive and weight_decay_max 0 (Adam) "
+                              f"or more, got {self.weight_decay_min} and {self.weight_decay_max}")
+        if 0 < self.weight_decay_max < self.weight_decay_min:
+            raise BudgetError(f"weight_decay_min ({self.weight_decay_min}) is larger than "
+                              f"weight_decay_max ({self.weight_decay_max})")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as plain JSON-ready values."""
@@ -147,6 +181,7 @@ def make_budget(preset: str = "quick", **overrides: Any) -> Budget:
 
 
 def budget_from_dict(data: dict[str, Any]) -> Budget:
-    """Rebuild a budget read back from a manifest."""
+    """Rebuild a budget read back from a manifest; a field it predates takes the value that
+    meant what the budget did then (``_LATER_FIELDS``), so its hash is unchanged."""
     fields = {f.name for f in dataclasses.fields(Budget)}
-    return Budget(**{k: v for k, v in data.items() if k in fields})
+    return Budget(**{**_LATER_FIELDS, **{k: v for k, v in data.items() if k in fields}})

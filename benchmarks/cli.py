@@ -66,7 +66,8 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
-    request = DataRequest(dataset, data_dir, args.image_size, args.test_fraction)
+    request = DataRequest(dataset, data_dir, args.image_size, args.test_fraction,
+                          args.mirror_invariant)
     check_request(request)
     resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures))
@@ -89,6 +90,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
         architectures=names, budget=budget, dataset=dataset, output=args.output,
         name=_run_name(args.name, dataset_label(request), budget.name, several), data_dir=data_dir,
         image_size=args.image_size, test_fraction=args.test_fraction, input_mode=args.input,
+        mirror_invariant=args.mirror_invariant,
         overwrite=args.overwrite, wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
         trial_gradients=args.trial_gradients, role=args.role, workers=args.workers,

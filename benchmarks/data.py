@@ -36,6 +36,7 @@ class DataRequest:
     data_dir: Path | None = None
     image_size: tuple[int, int] | None = None  # folders: (height, width) to resize to
     test_fraction: float = 0.2
+    mirror_invariant: bool = False  # folders and arrays: the user says flips keep the class
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Dataset:
     y_test: np.ndarray
     source: str
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    mirror_invariant: bool = False  # a mirrored image keeps its class: flips may augment
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -168,6 +170,7 @@ class Splits:
     y_test: np.ndarray
     class_names: tuple[str, ...] = ()
     streamed: bool = False  # images are lazy ``Rows`` read batch by batch, not arrays
+    mirror_invariant: bool = False  # the dataset's: flips may augment
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -277,6 +280,7 @@ def make_splits(
         *pick(dataset.x_test, dataset.y_test, np.arange(len(dataset.y_test))),
         class_names=tuple(dataset.class_names),
         streamed=streamed,
+        mirror_invariant=dataset.mirror_invariant,
     )
 
 

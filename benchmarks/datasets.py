@@ -34,6 +34,10 @@ IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Built-in datasets whose classes survive a left-right mirror (clothes, objects): flips may
+# augment them. Digits do not (a mirrored 2 is no digit); a folder or an array file is
+# declared so with --mirror-invariant.
+MIRROR_INVARIANT = {"fashion_mnist", "cifar10", "cifar100"}
 
 
 @dataclass(frozen=True)
@@ -304,5 +308,6 @@ def load_dataset(request: DataRequest, seed: int = 0, notice: Notice = print) ->
         dataset = load_folder(request, seed, notice)
     else:
         dataset = loaders[request.name]()
+    dataset.mirror_invariant = request.name in MIRROR_INVARIANT or request.mirror_invariant
     check_dataset(dataset)
     return dataset

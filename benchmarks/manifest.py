@@ -133,6 +133,7 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
             "checksums": dataset.checksums,
             "split_sizes": splits.sizes(),
             "input": "streamed" if splits.streamed else "memory",
+            "mirror_invariant": dataset.mirror_invariant,
             "class_names": list(dataset.class_names),
             "image_shape": list(dataset.image_shape),
         },

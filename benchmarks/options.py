@@ -36,6 +36,7 @@ class RunOptions:
     image_size: tuple[int, int] | None = _flag("--image-size", default=None)  # (height, width)
     test_fraction: float = _flag("--test-fraction", default=0.2)
     input_mode: str = _flag("--input", default="auto")  # splits in memory, streamed, or auto
+    mirror_invariant: bool = _flag("--mirror-invariant", default=False)  # folders, arrays
     overwrite: bool = _flag("--overwrite", default=False)
     wandb_mode: str = _flag("--wandb-mode", default="auto")
     wandb_project: str = _flag("--wandb-project", default="archbench")
@@ -55,7 +56,8 @@ class RunOptions:
 
     @property
     def data_request(self) -> DataRequest:
-        return DataRequest(self.dataset, self.data_dir, self.image_size, self.test_fraction)
+        return DataRequest(self.dataset, self.data_dir, self.image_size, self.test_fraction,
+                           self.mirror_invariant)
 
     @property
     def distributed(self) -> bool:

@@ -19,7 +19,9 @@ from models.registry import Architecture
 OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
 LOSS = "sparse_categorical_crossentropy"
 METRICS = ["accuracy"]
-LEARNING_RATE = "learning_rate"  # the one hyperparameter the suite adds to every space
+LEARNING_RATE = "learning_rate"  # hyperparameters the suite adds to every space
+WEIGHT_DECAY = "weight_decay"
+TRANSLATION = 0.1  # augmentation: shifts of up to a tenth of the height and width
 
 
 class ArchitectureError(ValueError):
@@ -35,12 +37,14 @@ class SuiteHyperModel(kt.HyperModel):
     timing and results files belong to the tuner and the harness.
     """
 
-    def __init__(self, architecture: Architecture, input_shape, num_classes: int, budget: Budget):
+    def __init__(self, architecture: Architecture, input_shape, num_classes: int, budget: Budget,
+                 flips: bool = False):
         super().__init__(name=architecture.name)
         self.architecture = architecture
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.budget = budget
+        self.flips = flips  # the dataset's classes are mirror-invariant: augment with flips
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         model = self.architecture.build(hp, self.input_shape, self.num_classes)
@@ -50,30 +54,46 @@ class SuiteHyperModel(kt.HyperModel):
             LEARNING_RATE, self.budget.lr_min, self.budget.lr_max, sampling="log",
             default=default_lr,
         )
+        weight_decay = 0.0
+        if self.budget.weight_decay_max > 0:
+            weight_decay = hp.Float(
+                WEIGHT_DECAY, self.budget.weight_decay_min, self.budget.weight_decay_max,
+                sampling="log",
+                default=math.sqrt(self.budget.weight_decay_min * self.budget.weight_decay_max),
+            )
         if self.budget.augment:
-            model = _with_augmentation(model, self.input_shape)
+            model = _with_augmentation(model, self.input_shape, self.flips)
         if keras.mixed_precision.global_policy().compute_dtype == "float16":
             # Softmax and loss in float32: float16 probabilities lose small classes.
             outputs = keras.layers.Activation("linear", dtype="float32")(model.outputs[0])
             model = keras.Model(model.inputs, outputs, name=model.name)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=LOSS,
+            optimizer=(keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+                       if weight_decay else keras.optimizers.Adam(learning_rate)),
+            loss=SmoothedSparseCrossentropy(self.budget.label_smoothing)
+            if self.budget.label_smoothing else LOSS,
             metrics=list(METRICS),
             jit_compile={"auto": "auto", "on": True, "off": False}[self.budget.xla],
         )
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        """``model.fit`` with the budget's batch size, epochs and the recipe's callbacks,
-        after the ``callbacks`` given (the tuner's and the harness's)."""
-        recipe = [StopOnNonFiniteLoss()]
-        if self.budget.patience:
-            recipe.append(
-                keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=self.budget.patience)
-            )
+        """``model.fit`` with the budget's batch size, epochs, learning-rate schedule and the
+        recipe's callbacks, after the ``callbacks`` given (the tuner's and the harness's).
+
+        The model ends with the weights of its best validation epoch: the epoch that scores
+        a trial (``best_epoch_score``) is the one a final training keeps for the test.
+        """
         kwargs.setdefault("epochs", self.budget.epochs)
         kwargs.setdefault("verbose", 0)
+        epochs = kwargs["epochs"] - kwargs.get("initial_epoch", 0)
+        recipe = [StopOnNonFiniteLoss(), keras.callbacks.EarlyStopping(
+            monitor=OBJECTIVE, mode="max", restore_best_weights=True,
+            patience=self.budget.patience or epochs + 1)]  # patience 0: never stops early
+        if self.budget.schedule == "cosine":
+            steps = math.ceil(len(args[0]) / self.budget.batch_size) * epochs
+            model.optimizer.learning_rate = WarmupCosine(
+                hp.get(LEARNING_RATE), round(self.budget.warmup * steps), steps)
         args, kwargs = fit_arguments(args, kwargs, self.budget.batch_size)
         return model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
 
@@ -111,11 +131,57 @@ def check_model(model: Any, name: str, num_classes: int) -> None:
         )
 
 
-def _with_augmentation(model: keras.Model, input_shape) -> keras.Model:
-    """The same light augmentation for every architecture (inactive at inference)."""
+@keras.saving.register_keras_serializable(package="archbench")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """``peak`` reached linearly over ``warmup_steps`` (step 0 already trains, at
+    ``peak / warmup_steps``), then a cosine from ``peak`` down to 0 at ``total_steps``;
+    0 after that."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int) -> None:
+        self.peak, self.warmup_steps = float(peak), int(warmup_steps)
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = keras.ops.clip((step - self.warmup_steps)
+                                  / (self.total_steps - self.warmup_steps), 0.0, 1.0)
+        cosine = 0.5 * self.peak * (1.0 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+@keras.saving.register_keras_serializable(package="archbench")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against ``1 - smoothing`` on the true class and
+    ``smoothing / classes`` on every class (Keras' sparse loss has no label smoothing)."""
+
+    def __init__(self, smoothing: float, name: str = "smoothed_crossentropy", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)),
+                                   classes)
+        return keras.losses.categorical_crossentropy(labels, y_pred,
+                                                     label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing}
+
+
+def _with_augmentation(model: keras.Model, input_shape, flips: bool) -> keras.Model:
+    """The same light augmentation for every architecture, active in training only:
+    shifts with zero padding, and horizontal flips where the classes are mirror-invariant
+    (never for digits)."""
     inputs = keras.Input(shape=input_shape)
-    x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant")(inputs)
-    x = keras.layers.RandomFlip("horizontal")(x)
+    x = keras.layers.RandomTranslation(TRANSLATION, TRANSLATION, fill_mode="constant")(inputs)
+    if flips:
+        x = keras.layers.RandomFlip("horizontal")(x)
     return keras.Model(inputs, model(x), name=model.name)
 
 

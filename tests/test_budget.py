@@ -30,8 +30,18 @@ def test_hash_is_stable_across_instances_and_ignores_the_name():
     assert a.hash == b.hash
     assert len(a.hash) == 12
     # Pinned: changing the hashing scheme silently would orphan every existing run directory.
-    assert Budget().hash == "fa2826f50413"
+    # Fields added later are left out at the value that meant what budgets did before them.
+    before_the_recipe = Budget(schedule="constant", weight_decay_max=0.0, label_smoothing=0.0)
+    assert before_the_recipe.hash == "fa2826f50413"
     assert a.hash == budget_from_dict(a.to_dict()).hash
+
+
+def test_a_manifest_older_than_a_field_reads_back_with_its_old_hash():
+    old = Budget(schedule="constant", weight_decay_max=0.0)
+    fields = {k: v for k, v in old.to_dict().items()
+              if k not in ("schedule", "warmup", "weight_decay_min", "weight_decay_max",
+                           "label_smoothing")}
+    assert budget_from_dict(fields).hash == old.hash == "fa2826f50413"
 
 
 HASHED_FIELDS = [f.name for f in dataclasses.fields(Budget) if f.name != "name"]
@@ -41,6 +51,7 @@ CHOICES = {
     "distribute": ["none", "mirrored"],
     "mixed_precision": ["auto", "on", "off"],
     "xla": ["auto", "on", "off"],
+    "schedule": ["cosine", "constant"],
 }
 
 
@@ -54,7 +65,7 @@ def changed_values(field: str, value) -> list:
     if isinstance(value, int):
         return [value + 1]
     if isinstance(value, float):
-        return [value * 2]
+        return [value * 2 if value else 0.1]
     return []
 
 
@@ -90,6 +101,12 @@ def test_hash_changes_with_every_field(field):
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of auto, on, off, got 'fp8'"),
         ({"xla": True}, "xla must be one of auto, on, off, got True"),
         ({"colour": 3}, "unknown budget field"),
+        ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant"),
+        ({"warmup": 1.0}, "warmup is a share of the steps, from 0 to below 1; got 1.0"),
+        ({"label_smoothing": -0.1}, "label_smoothing must be from 0 to below 1"),
+        ({"weight_decay_min": 0}, "weight_decay_min must be positive"),
+        ({"weight_decay_min": 0.1, "weight_decay_max": 0.01}, "weight_decay_min .* is larger"),
+        ({"warmup": "a lot"}, "warmup must be a number"),
     ],
 )
 def test_invalid_values_are_refused(overrides, message):

@@ -1,0 +1,131 @@
+"""The shared recipe: AdamW, the warm-up and cosine schedule, label smoothing, augmentation
+by dataset, and the best validation epoch's weights kept."""
+
+import math
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from benchmarks.budget import make_budget
+from benchmarks.data import DataRequest
+from benchmarks.datasets import load_dataset
+from benchmarks.recipe import (
+    LEARNING_RATE,
+    WEIGHT_DECAY,
+    SmoothedSparseCrossentropy,
+    SuiteHyperModel,
+    WarmupCosine,
+)
+from models.registry import get_architecture
+
+SHAPE = (8, 8, 1)
+
+
+def _hypermodel(flips=False, **budget):
+    return SuiteHyperModel(get_architecture("mlp"), SHAPE, 2, make_budget("smoke", **budget),
+                           flips=flips)
+
+
+def test_the_schedule_warms_up_linearly_then_follows_a_cosine_to_zero():
+    schedule = WarmupCosine(0.01, warmup_steps=4, total_steps=20)
+    rate = [float(schedule(step)) for step in range(22)]
+    assert rate[0] == pytest.approx(0.01 / 4), "step 0 already trains"
+    assert rate[3] == pytest.approx(0.01), "the peak at the warm-up's last step"
+    assert rate[4] == pytest.approx(0.01), "the cosine starts at the peak"
+    assert rate[12] == pytest.approx(0.005), "half-way through the cosine: half the peak"
+    assert rate[19] == pytest.approx(0.005 * (1 + math.cos(math.pi * 15 / 16)), rel=1e-5)
+    assert rate[20] == rate[21] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(rate[3:-1], rate[4:], strict=True)), "never rises again"
+    assert WarmupCosine.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_a_training_follows_the_schedule_over_its_own_steps():
+    keras.utils.set_random_seed(0)
+    hypermodel = _hypermodel(batch_size=4, warmup=0.25, lr_min=0.02, lr_max=0.02)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    x, y = np.random.rand(16, *SHAPE).astype("float32"), np.arange(16) % 2
+    hypermodel.fit(hp, model, x, y, validation_data=(x, y), epochs=2, callbacks=[Record()])
+    # 16 images at batch 4 for 2 epochs: 8 steps, the first 2 warming up
+    assert hp.get(LEARNING_RATE) == pytest.approx(0.02)
+    assert len(seen) == 8
+    assert seen[0] == pytest.approx(0.01) and seen[1] == pytest.approx(0.02)
+    assert seen[7] == pytest.approx(0.01 * (1 + math.cos(math.pi * 5 / 6)), rel=1e-5)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0)
+
+
+def test_adamw_with_a_searched_decay_or_adam_without_one():
+    hp = kt.HyperParameters()
+    model = _hypermodel(weight_decay_min=1e-4, weight_decay_max=1e-2).build(hp)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert model.optimizer.weight_decay == pytest.approx(1e-3) == hp.get(WEIGHT_DECAY)
+    plain = kt.HyperParameters()
+    model = _hypermodel(weight_decay_max=0.0).build(plain)
+    assert type(model.optimizer) is keras.optimizers.Adam and WEIGHT_DECAY not in plain.values
+
+
+def test_label_smoothing_spreads_that_share_over_every_class():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    labels = np.array([0, 2])
+    loss = float(SmoothedSparseCrossentropy(0.3)(labels, probabilities))
+    targets = np.full((2, 3), 0.1) + 0.7 * np.eye(3)[labels]
+    assert loss == pytest.approx(np.mean(-(targets * np.log(probabilities)).sum(axis=1)), rel=1e-5)
+    model = _hypermodel(label_smoothing=0.3).build(kt.HyperParameters())
+    assert isinstance(model.loss, SmoothedSparseCrossentropy) and model.loss.smoothing == 0.3
+
+
+@pytest.mark.parametrize("flips", [False, True])
+def test_augmentation_flips_only_where_declared_and_never_at_inference(flips):
+    model = _hypermodel(flips=flips, augment=True).build(kt.HyperParameters())
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "RandomTranslation" in kinds
+    assert ("RandomFlip" in kinds) is flips
+    inner = model.layers[-1]
+    x = np.random.default_rng(0).random((5, *SHAPE), dtype="float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), inner.predict(x, verbose=0), rtol=1e-6)
+    shifted = keras.ops.convert_to_numpy(model.layers[1](x, training=True))
+    assert not np.allclose(shifted, x), "training sees moved images"
+
+
+def test_digits_are_never_flipped_clothes_are_and_a_folder_when_declared(tmp_path, fashion):
+    assert not load_dataset(DataRequest("digits")).mirror_invariant
+    assert fashion.mirror_invariant
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("L", (6, 6), 40 * i).save(tmp_path / c / f"{i}.png")
+    assert not load_dataset(DataRequest("folder", tmp_path, test_fraction=0.34)).mirror_invariant
+    declared = DataRequest("folder", tmp_path, test_fraction=0.34, mirror_invariant=True)
+    assert load_dataset(declared).mirror_invariant
+
+
+def test_a_training_ends_with_its_best_validation_epochs_weights():
+    hypermodel = _hypermodel(schedule="constant", lr_min=1e-9, lr_max=1e-9, epochs=3)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    dense = model.layers[-1]
+    x, y = np.random.rand(8, *SHAPE).astype("float32"), np.zeros(8, int)
+    kept = {}
+
+    class Steer(keras.callbacks.Callback):  # epoch 2 predicts class 0 (right), 1 and 3 class 1
+        def on_epoch_begin(self, epoch, logs=None):
+            kernel, bias = dense.get_weights()
+            dense.set_weights([kernel * 0, np.array([5.0, -5.0] if epoch == 1 else [-5.0, 5.0])])
+
+        def on_epoch_end(self, epoch, logs=None):
+            kept[epoch] = dense.get_weights()[1].copy()
+
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), callbacks=[Steer()])
+    assert history.history["val_accuracy"] == [0.0, 1.0, 0.0]
+    np.testing.assert_allclose(dense.get_weights()[1], kept[1])
+    assert model.predict(x, verbose=0).argmax(axis=1).tolist() == [0] * 8
