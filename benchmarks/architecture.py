@@ -144,15 +144,16 @@ class ArchitectureBenchmark:
 
     def final_trainings(self, hp: kt.HyperParameters) -> dict[str, Any]:
         """Retrain the best configuration per final seed; evaluate once on the test set."""
-        accuracies, losses, prediction_rows, run_ids = [], [], [], []
+        accuracies, losses, prediction_rows, run_ids, reached = [], [], [], [], []
         measurements = None
         for seed in self.budget.final_seed_values():
             model = self._build(hp, seed)
             config = {**self.base_config, "seed": seed, "hyperparameters": dict(hp.values)}
             with self.tracker.run(f"{self.name}-final-s{seed}", "final", config,
                                   [self.name, self.budget.name]) as run:
-                accuracy, loss, rows, measured = self._fit_and_evaluate(
+                accuracy, loss, rows, measured, history = self._fit_and_evaluate(
                     model, hp, seed, run, with_measurements=measurements is None)
+                reached.append((len(history.history.get("loss", [])), history.steps_run))
                 measurements = measurements or measured
                 if run is not None:
                     run.summary.update(
@@ -168,6 +169,8 @@ class ArchitectureBenchmark:
             **rundir.seed_summary(accuracies, losses),
             **measurements.to_dict(),
             "wandb_run_id": " ".join(run_ids),
+            "final_epochs_run": " ".join(str(epochs) for epochs, _ in reached),
+            "final_steps_run": " ".join(str(steps) for _, steps in reached),
         }
 
     def _build(self, hp: kt.HyperParameters, seed: int) -> keras.Model:
@@ -182,15 +185,15 @@ class ArchitectureBenchmark:
 
     def _fit_and_evaluate(
         self, model: keras.Model, hp: kt.HyperParameters, seed: int, run, with_measurements: bool
-    ) -> tuple[float, float, list[dict[str, Any]], Measurements | None]:
+    ) -> tuple[float, float, list[dict[str, Any]], Measurements | None, keras.callbacks.History]:
         """One final training, its test predictions and, if asked, the measurements of the
-        trained model."""
+        trained model, and the training's history."""
         splits = self.splits
         wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
         with timing.phase(timing.TRAINING):
-            self.hypermodel.fit(
+            history = self.hypermodel.fit(
                 hp, model, splits.x_final, splits.y_final,
-                validation_data=(splits.x_val, splits.y_val), epochs=self.budget.final_epochs,
+                validation_data=(splits.x_val, splits.y_val), final=True,
                 callbacks=harness_callbacks(wandb=wandb),
             )
         with timing.phase(timing.EVALUATION):
@@ -205,7 +208,7 @@ class ArchitectureBenchmark:
             with timing.phase(timing.MEASUREMENT):
                 measurements = measure(model, splits.x_final, splits.y_final,
                                        self.budget.batch_size, len(splits.y_final))
-        return accuracy, loss, rows, measurements
+        return accuracy, loss, rows, measurements, history
 
 
 def _cause(exc: BaseException | None, kind: type) -> BaseException | None:

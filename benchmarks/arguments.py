@@ -29,6 +29,10 @@ BUDGET_OPTIONS = {
     "weight_decay_min": "lower end of AdamW's searched weight decay",
     "weight_decay_max": "upper end of AdamW's searched weight decay (0 = Adam, no decay)",
     "label_smoothing": "label smoothing of the loss (0 = none)",
+    "budget_by": "what is equal between architectures: epochs, or time (training seconds on "
+                 "this machine: --trial-seconds, --final-seconds)",
+    "trial_seconds": "with --budget-by time: training seconds of every trial",
+    "final_seconds": "with --budget-by time: training seconds of every final training",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
     "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",

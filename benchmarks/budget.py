@@ -12,12 +12,14 @@ TUNERS = ("random", "bayesian", "hyperband")
 STRATEGIES = ("none", "mirrored")  # tf.distribute strategy of one trial
 SWITCHES = ("auto", "on", "off")
 SCHEDULES = ("cosine", "constant")
+BUDGET_KINDS = ("epochs", "time")  # what is equal between architectures
 # Fields added after budgets were first hashed: left out of the hash at these values, so
 # that existing run directories keep their hash and can still be resumed.
 _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
                  # the recipe before AdamW and the schedule: Adam at a constant rate
                  "schedule": "constant", "warmup": 0.1, "weight_decay_min": 1e-4,
-                 "weight_decay_max": 0.0, "label_smoothing": 0.0}
+                 "weight_decay_max": 0.0, "label_smoothing": 0.0,
+                 "budget_by": "epochs", "trial_seconds": 0, "final_seconds": 0}
 
 
 class BudgetError(ValueError):
@@ -58,6 +60,13 @@ class Budget:
     weight_decay_min: float = 1e-4
     weight_decay_max: float = 1e-1
     label_smoothing: float = 0.0
+    # "epochs": every training gets the same epochs (epochs, final_epochs). "time": every
+    # trial the same training seconds (trial_seconds), every final training the same
+    # (final_seconds); training stops at the first step after them, the schedule runs over
+    # them, and the budget is only equal on the machine it ran on.
+    budget_by: str = "epochs"
+    trial_seconds: int = 0
+    final_seconds: int = 0
     seed: int = 0
     trial_timeout: int = 0  # seconds of training after which a trial fails (0 = no limit)
     # Accelerators. distribute: "mirrored" trains each model on every visible GPU
@@ -95,6 +104,18 @@ class Budget:
         self._check_recipe()
 
     def _check_recipe(self) -> None:
+        if self.budget_by not in BUDGET_KINDS:
+            raise BudgetError(f"unknown budget_by {self.budget_by!r}; choose one of "
+                              f"{', '.join(BUDGET_KINDS)}")
+        for name in ("trial_seconds", "final_seconds"):
+            _require(name, getattr(self, name), minimum=0)
+        if self.budget_by == "time" and not (self.trial_seconds and self.final_seconds):
+            raise BudgetError("budget_by time needs trial_seconds and final_seconds (training "
+                              f"seconds of each trial and each final training), got "
+                              f"{self.trial_seconds} and {self.final_seconds}")
+        if self.budget_by == "time" and self.tuner == "hyperband":
+            raise BudgetError("budget_by time cannot go with the hyperband tuner, which "
+                              "hands out epochs; choose random or bayesian")
         if self.schedule not in SCHEDULES:
             raise BudgetError(f"unknown schedule {self.schedule!r}; choose one of "
                               f"{', '.join(SCHEDULES)}")

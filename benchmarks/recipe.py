@@ -7,6 +7,7 @@ harness (no W&B, no timing, no run directory), so every other module may import 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import keras
@@ -22,6 +23,7 @@ METRICS = ["accuracy"]
 LEARNING_RATE = "learning_rate"  # hyperparameters the suite adds to every space
 WEIGHT_DECAY = "weight_decay"
 TRANSLATION = 0.1  # augmentation: shifts of up to a tenth of the height and width
+TIME_BUDGET_EPOCHS = 1_000_000  # under a time budget the clock, not the epochs, ends training
 
 
 class ArchitectureError(ValueError):
@@ -77,25 +79,41 @@ class SuiteHyperModel(kt.HyperModel):
         )
         return model
 
-    def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        """``model.fit`` with the budget's batch size, epochs, learning-rate schedule and the
-        recipe's callbacks, after the ``callbacks`` given (the tuner's and the harness's).
+    def fit(self, hp, model, *args, callbacks=(), final: bool = False, **kwargs):
+        """``model.fit`` with the budget's batch size, epochs (or seconds), learning-rate
+        schedule and the recipe's callbacks, after the ``callbacks`` given (the tuner's and
+        the harness's); ``final``: a final training (final_epochs or final_seconds).
 
         The model ends with the weights of its best validation epoch: the epoch that scores
         a trial (``best_epoch_score``) is the one a final training keeps for the test.
         """
-        kwargs.setdefault("epochs", self.budget.epochs)
+        budget = self.budget
         kwargs.setdefault("verbose", 0)
-        epochs = kwargs["epochs"] - kwargs.get("initial_epoch", 0)
-        recipe = [StopOnNonFiniteLoss(), keras.callbacks.EarlyStopping(
+        peak = hp.get(LEARNING_RATE) if budget.schedule == "cosine" else None
+        recipe: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
+        if budget.budget_by == "time":
+            kwargs["epochs"] = TIME_BUDGET_EPOCHS  # the clock stops the training
+            recipe.append(TrainingClock(budget.final_seconds if final else budget.trial_seconds,
+                                        peak, budget.warmup))
+            epochs = TIME_BUDGET_EPOCHS
+        else:
+            kwargs.setdefault("epochs", budget.final_epochs if final else budget.epochs)
+            epochs = kwargs["epochs"] - kwargs.get("initial_epoch", 0)
+            if peak is not None:
+                steps = math.ceil(len(args[0]) / budget.batch_size) * epochs
+                model.optimizer.learning_rate = WarmupCosine(
+                    peak, round(budget.warmup * steps), steps)
+        recipe.append(keras.callbacks.EarlyStopping(
             monitor=OBJECTIVE, mode="max", restore_best_weights=True,
-            patience=self.budget.patience or epochs + 1)]  # patience 0: never stops early
-        if self.budget.schedule == "cosine":
-            steps = math.ceil(len(args[0]) / self.budget.batch_size) * epochs
-            model.optimizer.learning_rate = WarmupCosine(
-                hp.get(LEARNING_RATE), round(self.budget.warmup * steps), steps)
-        args, kwargs = fit_arguments(args, kwargs, self.budget.batch_size)
-        return model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
+            patience=budget.patience or epochs + 1))  # patience 0: never stops early
+        steps_per_epoch = math.ceil(len(args[0]) / budget.batch_size)
+        args, kwargs = fit_arguments(args, kwargs, budget.batch_size)
+        history = model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
+        clock = next((c for c in recipe if isinstance(c, TrainingClock)), None)
+        # the optimizer steps taken: under a time budget the last epoch may end early
+        history.steps_run = (clock.steps if clock else
+                             steps_per_epoch * len(history.history.get("loss", [])))
+        return history
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -129,6 +147,51 @@ def check_model(model: Any, name: str, num_classes: int) -> None:
         raise ArchitectureError(
             f"architecture {name!r} outputs shape {shape}, expected {(None, num_classes)}"
         )
+
+
+def warmup_cosine(progress: float, peak: float, warmup: float) -> float:
+    """The learning rate after ``progress`` (0 to 1) of a training: linear from 0 to
+    ``peak`` over the first ``warmup`` share, then a cosine down to 0 at 1."""
+    if progress < warmup:
+        return peak * progress / warmup
+    rest = min(1.0, (progress - warmup) / (1.0 - warmup))
+    return 0.5 * peak * (1.0 + math.cos(math.pi * rest))
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """A time budget: stops training at the first step that ends after ``seconds`` of
+    training (validation passes are not counted), and with a ``peak`` learning rate sets
+    the rate before each step from the share of the seconds spent (``warmup_cosine``).
+    ``steps`` counts the steps taken."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, seconds: float, peak: float | None = None, warmup: float = 0.0) -> None:
+        super().__init__()
+        self.seconds, self.peak, self.warmup = seconds, peak, warmup
+        self.steps, self.spent, self._since = 0, 0.0, None
+
+    def elapsed(self) -> float:
+        return self.spent + (self.clock() - self._since if self._since is not None else 0.0)
+
+    def on_train_begin(self, logs=None) -> None:
+        self.steps, self.spent, self._since = 0, 0.0, self.clock()
+
+    def on_test_begin(self, logs=None) -> None:
+        self.spent, self._since = self.elapsed(), None
+
+    def on_test_end(self, logs=None) -> None:
+        self._since = self.clock()
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        if self.peak is not None:
+            progress = min(1.0, self.elapsed() / self.seconds)
+            self.model.optimizer.learning_rate = warmup_cosine(progress, self.peak, self.warmup)
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.steps += 1
+        if self.elapsed() >= self.seconds:
+            self.model.stop_training = True
 
 
 @keras.saving.register_keras_serializable(package="archbench")

@@ -32,6 +32,7 @@ TRIAL_COLUMNS = [
     "status",
     "score",  # best-epoch validation accuracy of the trial
     "epochs_run",
+    "steps_run",  # optimizer steps: under a time budget the last epoch may be partial
     "train_seconds",
     "hyperparameters",  # JSON object
     "val_accuracy_history",  # JSON list, one value per epoch trained in this trial
@@ -65,6 +66,8 @@ RESULT_COLUMNS = [
     "trials_completed",
     "trials_failed",
     "search_seconds",  # wall time of the search (of the invocation that finished it)
+    "final_epochs_run",  # per final seed, space-separated: epochs and optimizer steps
+    "final_steps_run",  # trained (under a time budget the last epoch may be partial)
     "wandb_run_id",
     "budget_hash",
 ]

@@ -45,6 +45,7 @@ class TrialRecord:
     wandb_run_id: str = ""
     worker: str = ""  # Keras Tuner's tuner id of the process that trained it, if distributed
     epochs_run: int = 0
+    steps_run: int = 0  # optimizer steps (a time budget may end an epoch early)
     train_seconds: float = 0.0
     val_accuracy_history: list[float] = field(default_factory=list)
 
@@ -73,6 +74,7 @@ class TrialWriter:
             "status": trial.status,
             "score": score if completed else None,
             "epochs_run": record.epochs_run if detail else None,
+            "steps_run": record.steps_run if detail else None,
             "train_seconds": round(record.train_seconds, 3) if detail else None,
             "hyperparameters": dict(trial.hyperparameters.values),
             "val_accuracy_history": [round(v, 6) for v in record.val_accuracy_history],
@@ -167,6 +169,7 @@ class _SuiteTunerMixin:
                 record.train_seconds = time.perf_counter() - start
             history = histories[0]
             record.epochs_run = len(history.history.get("loss", []))
+            record.steps_run = getattr(history, "steps_run", 0)
             record.val_accuracy_history = list(history.history.get(OBJECTIVE, []))
             if limit and limit.exceeded:
                 raise kt.errors.FailedTrialError(f"exceeded the trial time limit of {timeout} s")
@@ -176,6 +179,7 @@ class _SuiteTunerMixin:
                     "status": "COMPLETED",
                     "score": best_epoch_score(history),
                     "epochs_run": record.epochs_run,
+                    "steps_run": record.steps_run,
                     "train_seconds": record.train_seconds,
                     "total_params": history.model.count_params(),
                 })

@@ -155,14 +155,30 @@ def main_table(table: pd.DataFrame) -> str:
     return markdown_table(rows, MAIN_HEADERS)
 
 
+def equal_part(manifest: dict[str, Any]) -> str:
+    """What the budget held equal between architectures, in the reader's words."""
+    fields = manifest["budget"]["fields"]
+    if fields.get("budget_by", "epochs") != "time":
+        return (f"equal epochs ({fields.get('epochs')} per trial, {fields.get('final_epochs')} "
+                "per final training)")
+    env = manifest.get("environment", {})
+    gpus = ", ".join(env.get("gpus") or []) or "no GPU"
+    return (f"equal training time on this machine ({fields.get('trial_seconds')} s per trial, "
+            f"{fields.get('final_seconds')} s per final training; valid only on "
+            f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} CPUs, {gpus})")
+
+
 def parity_table(data: RunData) -> str:
     budget = data.manifest["budget"]
-    epochs = budget["fields"].get("epochs")
+    by_epochs = budget["fields"].get("budget_by", "epochs") == "epochs"
+    epochs = budget["fields"].get("epochs") if by_epochs else None
     rows = []
     for _, r in data.results.iterrows():
         mine = data.trials[data.trials["architecture"] == r["architecture"]]
         scores = pd.to_numeric(mine["score"], errors="coerce").dropna()
         epochs_run = pd.to_numeric(mine["epochs_run"], errors="coerce").fillna(0)
+        steps_run = pd.to_numeric(mine.get("steps_run", pd.Series(dtype=float)),
+                                  errors="coerce").dropna()
         seconds = pd.to_numeric(mine["train_seconds"], errors="coerce").fillna(0)
         failed = int((mine["status"] != "COMPLETED").sum())
         flags = []
@@ -178,11 +194,11 @@ def parity_table(data: RunData) -> str:
             flags.append("no result")
         rows.append([
             md_escape(r["architecture"]), len(mine) - failed, failed, int(epochs_run.sum()),
-            f"{seconds.sum():.1f}", f"{scores.max():.4f}" if len(scores) else "-",
+            f"{int(steps_run.sum()):,}" if len(steps_run) else "-", f"{seconds.sum():.1f}", f"{scores.max():.4f}" if len(scores) else "-",
             f"{scores.median():.4f}" if len(scores) else "-", md_escape(", ".join(flags)) or "ok",
         ])
     headers = ["architecture", "trials completed", "trials failed", "epochs trained",
-               "training s", "best trial score", "median trial score", "flags"]
+               "steps trained", "training s", "best trial score", "median trial score", "flags"]
     return markdown_table(rows, headers)
 
 
@@ -234,7 +250,8 @@ def header(manifest: dict[str, Any]) -> list[str]:
         f"splits: {sizes or '?'}",
         f"- **Dataset files**: {md_escape(checksums or '?')}",
         *_classes_line(dataset),
-        f"- **Budget**: {md_escape(budget['fields'].get('name'))}, hash {budget['hash']}: {md_escape(fields)}",
+        f"- **Budget**: {md_escape(budget['fields'].get('name'))}, hash {budget['hash']}, "
+        f"{md_escape(equal_part(manifest))}: {md_escape(fields)}",
     ]
     if env:
         lines.append(
@@ -286,7 +303,7 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
         ]
     parts += sections or []
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
-              " unless flagged.", "", parity_table(data), ""]
+              f" unless flagged: {equal_part(data.manifest)}.", "", parity_table(data), ""]
     times = time_table(data.manifest)
     if times:
         parts += ["## Where the time went", "",

@@ -52,7 +52,10 @@ CHOICES = {
     "mixed_precision": ["auto", "on", "off"],
     "xla": ["auto", "on", "off"],
     "schedule": ["cosine", "constant"],
+    "budget_by": ["epochs", "time"],
 }
+# Fields whose other values need others set: the base budget of their test holds those.
+COMPANIONS = {"budget_by": {"trial_seconds": 30, "final_seconds": 60}}
 
 
 def changed_values(field: str, value) -> list:
@@ -75,7 +78,7 @@ def test_the_choices_are_budget_fields():
 
 @pytest.mark.parametrize("field", HASHED_FIELDS)
 def test_hash_changes_with_every_field(field):
-    base = make_budget("quick")
+    base = make_budget("quick", **COMPANIONS.get(field, {}))
     values = changed_values(field, getattr(base, field))
     if not values:
         pytest.fail(f"no changed value for the budget field {field!r} "

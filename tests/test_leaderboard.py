@@ -263,9 +263,11 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     run = make_run(tmp_path, ROWS)
     trials = [
         {"architecture": "big_net", "trial_id": "0", "status": "COMPLETED", "score": 0.89,
-         "epochs_run": 2, "train_seconds": 10, "val_accuracy_history": "[0.8, 0.89]", "budget_hash": HASH},
+         "epochs_run": 2, "steps_run": 40, "train_seconds": 10, "val_accuracy_history": "[0.8, 0.89]",
+         "budget_hash": HASH},
         {"architecture": "big_net", "trial_id": "1", "status": "COMPLETED", "score": 0.7,
-         "epochs_run": 1, "train_seconds": 5, "val_accuracy_history": "[0.7]", "budget_hash": HASH},
+         "epochs_run": 1, "steps_run": 20, "train_seconds": 5, "val_accuracy_history": "[0.7]",
+         "budget_hash": HASH},
         {"architecture": "mid_net", "trial_id": "0", "status": "FAILED", "score": "",
          "epochs_run": 1, "train_seconds": 1, "error": "loss became nan", "budget_hash": HASH},
     ]
@@ -273,11 +275,24 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     manifest = rundir.read_json(run / rundir.MANIFEST)
     manifest["budget"]["fields"]["epochs"] = 2
     rundir.write_json(run / rundir.MANIFEST, manifest)
-    rows = {r[0]: r for r in table_rows(render(load_run(run)), "## Budget parity")}
-    assert rows["big\\_net"][1:7] == ["2", "0", "3", "15.0", "0.8900", "0.7950"]
-    assert rows["big\\_net"][7] == "early-stopped"
-    assert rows["mid\\_net"][7] == "1 failed trial(s)"
-    assert "no result" in rows["broken\\_net"][7]
+    text = render(load_run(run))
+    assert "unless flagged: equal epochs (2 per trial, " in text
+    rows = {r[0]: r for r in table_rows(text, "## Budget parity")}
+    assert rows["big\\_net"][1:8] == ["2", "0", "3", "60", "15.0", "0.8900", "0.7950"]
+    assert rows["big\\_net"][8] == "early-stopped"
+    assert rows["mid\\_net"][8] == "1 failed trial(s)"
+    assert "no result" in rows["broken\\_net"][8]
+    # Under a time budget epochs differ by design: not flagged; the machine is named.
+    manifest["budget"]["fields"].update(budget_by="time", trial_seconds=30, final_seconds=90)
+    manifest["environment"] = {"cpu": "Test CPU 3000", "cpu_count": 2, "gpus": []}
+    rundir.write_json(run / rundir.MANIFEST, manifest)
+    text = render(load_run(run))
+    rows = {r[0]: r for r in table_rows(text, "## Budget parity")}
+    assert rows["big\\_net"][8] == "ok"
+    equal = ("equal training time on this machine (30 s per trial, 90 s per final training; "
+             "valid only on Test CPU 3000, 2 CPUs, no GPU)")
+    assert equal in text.split("## Verdict")[0], "the header says it"
+    assert f"unless flagged: {equal}" in text
 
 
 def test_written_report_has_csv_and_every_linked_plot(tmp_path):

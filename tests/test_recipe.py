@@ -129,3 +129,68 @@ def test_a_training_ends_with_its_best_validation_epochs_weights():
     assert history.history["val_accuracy"] == [0.0, 1.0, 0.0]
     np.testing.assert_allclose(dense.get_weights()[1], kept[1])
     assert model.predict(x, verbose=0).argmax(axis=1).tolist() == [0] * 8
+
+
+def test_a_time_budget_stops_after_its_seconds_and_schedules_over_them(monkeypatch):
+    from benchmarks.recipe import TrainingClock
+
+    now = [0.0]
+    monkeypatch.setattr(TrainingClock, "clock", staticmethod(lambda: now[0]))
+    hypermodel = _hypermodel(budget_by="time", trial_seconds=6, final_seconds=60, batch_size=4,
+                             warmup=0.5, lr_min=0.02, lr_max=0.02)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    rates = []
+
+    class Tick(keras.callbacks.Callback):  # each step takes 1 s; each validation 100 s
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+        def on_train_batch_end(self, batch, logs=None):
+            now[0] += 1.0
+
+        def on_test_end(self, logs=None):
+            now[0] += 100.0
+
+    x, y = np.random.rand(16, *SHAPE).astype("float32"), np.arange(16) % 2
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), callbacks=[Tick()])
+    # 4 steps per epoch: the 6th step ends at 6 s of training (validation not counted)
+    assert history.steps_run == 6 and len(history.history["val_accuracy"]) == 2
+    # read before each step, at 0, 1, ... 5 s of 6: warm-up over the first half, then cosine
+    expected = [0.0, 0.02 / 3, 0.04 / 3, 0.02, 0.01 * (1 + math.cos(math.pi / 3)),
+                0.01 * (1 + math.cos(2 * math.pi / 3))]
+    # Tick's hook runs before the clock's: it reads the rate the step before set, so the
+    # clock's own rate for step k is read at step k + 1
+    assert rates[1:] == pytest.approx(expected[:5], abs=1e-7)
+    now[0] = 0.0
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), final=True,
+                             callbacks=[Tick()])
+    assert history.steps_run == 60, "a final training gets final_seconds"
+
+
+def test_a_time_budget_trial_completes_with_its_steps_recorded(tmp_path):
+    from tests.test_tuning import bench, tiny_splits
+
+    budget = make_budget("smoke", trials=2, batch_size=32, train_size=64, val_size=32,
+                         final_train_size=64, budget_by="time", trial_seconds=1, final_seconds=1)
+    row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
+    assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
+    for trial in trials:
+        assert int(trial["steps_run"]) >= 1 and float(trial["score"]) >= 0
+        epochs = int(trial["epochs_run"])
+        assert (epochs - 1) * 2 < int(trial["steps_run"]) <= epochs * 2, "2 steps per epoch"
+    assert row["status"] == "ok" and int(row["final_steps_run"]) >= 1
+    assert int(row["final_epochs_run"]) >= 1
+
+
+def test_a_time_budget_needs_its_seconds_and_no_hyperband():
+    from benchmarks.budget import BudgetError
+
+    with pytest.raises(BudgetError, match="budget_by time needs trial_seconds and final_seconds"):
+        make_budget("quick", budget_by="time", trial_seconds=30)
+    with pytest.raises(BudgetError, match="cannot go with the hyperband tuner"):
+        make_budget("quick", budget_by="time", trial_seconds=30, final_seconds=60,
+                    tuner="hyperband")
+    with pytest.raises(BudgetError, match="unknown budget_by 'steps'"):
+        make_budget("quick", budget_by="steps")
