@@ -33,6 +33,7 @@ BUDGET_OPTIONS = {
                  "this machine: --trial-seconds, --final-seconds)",
     "trial_seconds": "with --budget-by time: training seconds of every trial",
     "final_seconds": "with --budget-by time: training seconds of every final training",
+    "max_params": "the search samples no configuration with more parameters (0 = no cap)",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
     "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",

@@ -19,7 +19,7 @@ _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
                  # the recipe before AdamW and the schedule: Adam at a constant rate
                  "schedule": "constant", "warmup": 0.1, "weight_decay_min": 1e-4,
                  "weight_decay_max": 0.0, "label_smoothing": 0.0,
-                 "budget_by": "epochs", "trial_seconds": 0, "final_seconds": 0}
+                 "budget_by": "epochs", "trial_seconds": 0, "final_seconds": 0, "max_params": 0}
 
 
 class BudgetError(ValueError):
@@ -67,6 +67,9 @@ class Budget:
     budget_by: str = "epochs"
     trial_seconds: int = 0
     final_seconds: int = 0
+    # The search samples no configuration with more parameters than this (0 = no cap): one
+    # cap for every architecture, so that a space reaching WRN-28-10 fits a short budget.
+    max_params: int = 0
     seed: int = 0
     trial_timeout: int = 0  # seconds of training after which a trial fails (0 = no limit)
     # Accelerators. distribute: "mirrored" trains each model on every visible GPU
@@ -107,7 +110,7 @@ class Budget:
         if self.budget_by not in BUDGET_KINDS:
             raise BudgetError(f"unknown budget_by {self.budget_by!r}; choose one of "
                               f"{', '.join(BUDGET_KINDS)}")
-        for name in ("trial_seconds", "final_seconds"):
+        for name in ("trial_seconds", "final_seconds", "max_params"):
             _require(name, getattr(self, name), minimum=0)
         if self.budget_by == "time" and not (self.trial_seconds and self.final_seconds):
             raise BudgetError("budget_by time needs trial_seconds and final_seconds (training "

@@ -15,7 +15,7 @@ import keras_tuner as kt
 
 from benchmarks.budget import Budget
 from benchmarks.streaming import fit_arguments
-from models.registry import Architecture
+from models.registry import Architecture, NotApplicable
 
 OBJECTIVE = "val_accuracy"  # a trial's score: its best epoch's validation accuracy
 LOSS = "sparse_categorical_crossentropy"
@@ -78,6 +78,24 @@ class SuiteHyperModel(kt.HyperModel):
             jit_compile={"auto": "auto", "on": True, "off": False}[self.budget.xla],
         )
         return model
+
+    def parameters(self, values: dict[str, Any]) -> int | None:
+        """The parameter count of the architecture's network at ``values`` (the recipe's
+        additions have none); None where the builder says the input does not suit it."""
+        hp = kt.HyperParameters()
+        hp.values.update(values)
+        try:
+            model = self.architecture.build(hp, self.input_shape, self.num_classes)
+        except NotApplicable:
+            return None
+        return int(model.count_params())
+
+    def within_cap(self, values: dict[str, Any]) -> bool:
+        """Whether ``values`` keeps the network within the budget's ``max_params``."""
+        if not self.budget.max_params:
+            return True
+        count = self.parameters(values)
+        return count is None or count <= self.budget.max_params
 
     def fit(self, hp, model, *args, callbacks=(), final: bool = False, **kwargs):
         """``model.fit`` with the budget's batch size, epochs (or seconds), learning-rate

@@ -129,6 +129,24 @@ class TrialSetup:
     quota: TrialQuota = field(default_factory=TrialQuota)  # shared by a process's searches
 
 
+MAX_DRAWS = 100  # proposals over the parameter cap redrawn before the search stops
+
+
+def capped(populate_space, within_cap):
+    """An oracle's ``populate_space`` that redraws proposals over the budget's parameter
+    cap (up to ``MAX_DRAWS`` times, then ends the search): the tuner never trains them."""
+
+    def populate(trial_id):
+        for _ in range(MAX_DRAWS):
+            proposal = populate_space(trial_id)
+            if proposal["status"] != kt.engine.trial.TrialStatus.RUNNING or within_cap(
+                    proposal["values"]):
+                return proposal
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    return populate
+
+
 class _SuiteTunerMixin:
     """Adds per-trial seeding, W&B runs, NaN failure and ``trials.csv`` rows to a tuner."""
 
@@ -137,6 +155,9 @@ class _SuiteTunerMixin:
         self._record = TrialRecord()
         self._trial_callbacks: dict[str, Any] = {}  # harness_callbacks' of this trial
         super().__init__(*args, **kwargs)
+        if setup.budget.max_params and isinstance(self.oracle, kt.Oracle):
+            self.oracle.populate_space = capped(self.oracle.populate_space,
+                                                self.hypermodel.within_cap)
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)

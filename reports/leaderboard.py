@@ -168,6 +168,12 @@ def equal_part(manifest: dict[str, Any]) -> str:
             f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} CPUs, {gpus})")
 
 
+def _cap_sentence(manifest: dict[str, Any]) -> str:
+    cap = manifest["budget"]["fields"].get("max_params")
+    return (f" The searches sampled no configuration over {cap:,} parameters (max\\_params), "
+            "the same cap for every architecture." if cap else "")
+
+
 def parity_table(data: RunData) -> str:
     budget = data.manifest["budget"]
     by_epochs = budget["fields"].get("budget_by", "epochs") == "epochs"
@@ -303,7 +309,8 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
         ]
     parts += sections or []
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
-              f" unless flagged: {equal_part(data.manifest)}.", "", parity_table(data), ""]
+              f" unless flagged: {equal_part(data.manifest)}.{_cap_sentence(data.manifest)}", "",
+              parity_table(data), ""]
     times = time_table(data.manifest)
     if times:
         parts += ["## Where the time went", "",

@@ -283,7 +283,9 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     assert rows["mid\\_net"][8] == "1 failed trial(s)"
     assert "no result" in rows["broken\\_net"][8]
     # Under a time budget epochs differ by design: not flagged; the machine is named.
-    manifest["budget"]["fields"].update(budget_by="time", trial_seconds=30, final_seconds=90)
+    assert "no configuration over" not in text
+    manifest["budget"]["fields"].update(budget_by="time", trial_seconds=30, final_seconds=90,
+                                        max_params=250_000)
     manifest["environment"] = {"cpu": "Test CPU 3000", "cpu_count": 2, "gpus": []}
     rundir.write_json(run / rundir.MANIFEST, manifest)
     text = render(load_run(run))
@@ -293,6 +295,8 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
              "valid only on Test CPU 3000, 2 CPUs, no GPU)")
     assert equal in text.split("## Verdict")[0], "the header says it"
     assert f"unless flagged: {equal}" in text
+    assert ("no configuration over 250,000 parameters (max\\_params), the same cap for every "
+            "architecture") in text
 
 
 def test_written_report_has_csv_and_every_linked_plot(tmp_path):
