@@ -12,3 +12,13 @@ BN_MOMENTUM = 0.8
 def batch_norm():
     """Batch normalization with the moving-average momentum every architecture uses."""
     return layers.BatchNormalization(momentum=BN_MOMENTUM)
+
+
+def bn_relu(x):
+    """Batch norm then ReLU: the pre-activation that opens a pre-activation conv."""
+    return layers.ReLU()(batch_norm()(x))
+
+
+def conv(filters, kernel, strides=1):
+    """A same-padded convolution without bias, for a batch norm to follow or precede."""
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)
