@@ -34,6 +34,8 @@ BUDGET_OPTIONS = {
     "trial_seconds": "with --budget-by time: training seconds of every trial",
     "final_seconds": "with --budget-by time: training seconds of every final training",
     "max_params": "the search samples no configuration with more parameters (0 = no cap)",
+    "max_macs": "the search samples no configuration with more multiply-accumulates per "
+                "image (0 = no cap)",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
     "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",

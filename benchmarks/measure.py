@@ -41,6 +41,7 @@ class Measurements:
     trainable_params: int
     total_params: int
     weight_bytes: int
+    macs_per_image: int
     train_images_per_second: float
     epoch_seconds: float
     inference_latency_ms: float
@@ -48,6 +49,35 @@ class Measurements:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def multiply_accumulates(model: keras.Model) -> int:
+    """Multiply-accumulates of one image's forward pass through the convolutions and dense
+    layers (nested models included); normalization, pooling and activations are not
+    counted. The cost measure a budget's ``max_macs`` caps."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_accumulates(layer)
+            continue
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                                  keras.layers.SeparableConv2D, keras.layers.Dense)):
+            continue
+        inputs = int(layer.input.shape[-1])
+        out = layer.output.shape
+        positions = int(np.prod(out[1:-1])) if len(out) > 2 else 1
+        if isinstance(layer, keras.layers.Dense):
+            total += positions * inputs * layer.units
+            continue
+        window = int(np.prod(layer.kernel_size))
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            middle = inputs * layer.depth_multiplier
+            total += positions * (window * middle + middle * layer.filters)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            total += positions * window * inputs * layer.depth_multiplier
+        else:
+            total += positions * window * (inputs // layer.groups) * layer.filters
+    return total
 
 
 def model_size(model: keras.Model) -> tuple[int, int, int]:
@@ -125,6 +155,7 @@ def measure(
         trainable_params=trainable,
         total_params=total,
         weight_bytes=weight_bytes,
+        macs_per_image=multiply_accumulates(model),
         train_images_per_second=train_speed,
         epoch_seconds=epoch_images / train_speed,
         inference_latency_ms=latency_ms,

@@ -14,6 +14,7 @@ import keras
 import keras_tuner as kt
 
 from benchmarks.budget import Budget
+from benchmarks.measure import multiply_accumulates
 from benchmarks.streaming import fit_arguments
 from models.registry import Architecture, NotApplicable
 
@@ -79,23 +80,30 @@ class SuiteHyperModel(kt.HyperModel):
         )
         return model
 
-    def parameters(self, values: dict[str, Any]) -> int | None:
-        """The parameter count of the architecture's network at ``values`` (the recipe's
-        additions have none); None where the builder says the input does not suit it."""
+    def cost(self, values: dict[str, Any]) -> tuple[int, int] | None:
+        """Parameters and multiply-accumulates per image of the architecture's network at
+        ``values`` (the recipe adds neither); None where the builder says the input does
+        not suit it."""
         hp = kt.HyperParameters()
         hp.values.update(values)
         try:
             model = self.architecture.build(hp, self.input_shape, self.num_classes)
         except NotApplicable:
             return None
-        return int(model.count_params())
+        return int(model.count_params()), multiply_accumulates(model)
 
     def within_cap(self, values: dict[str, Any]) -> bool:
-        """Whether ``values`` keeps the network within the budget's ``max_params``."""
-        if not self.budget.max_params:
+        """Whether ``values`` keeps the network within the budget's ``max_params`` and
+        ``max_macs``."""
+        budget = self.budget
+        if not (budget.max_params or budget.max_macs):
             return True
-        count = self.parameters(values)
-        return count is None or count <= self.budget.max_params
+        cost = self.cost(values)
+        if cost is None:
+            return True
+        params, macs = cost
+        return (not budget.max_params or params <= budget.max_params) and (
+            not budget.max_macs or macs <= budget.max_macs)
 
     def fit(self, hp, model, *args, callbacks=(), final: bool = False, **kwargs):
         """``model.fit`` with the budget's batch size, epochs (or seconds), learning-rate

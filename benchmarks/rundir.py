@@ -59,6 +59,7 @@ RESULT_COLUMNS = [
     "trainable_params",
     "total_params",
     "weight_bytes",
+    "macs_per_image",  # multiply-accumulates of one forward pass (convolutions, dense)
     "train_images_per_second",
     "epoch_seconds",
     "inference_latency_ms",
@@ -74,7 +75,7 @@ RESULT_COLUMNS = [
 
 # The measurements of results.csv (benchmarks.measure.Measurements), also in final W&B runs.
 MEASUREMENT_COLUMNS = [
-    "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
+    "trainable_params", "total_params", "weight_bytes", "macs_per_image", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
 ]
 RESULT_KEY = ["architecture"]

@@ -155,7 +155,8 @@ class _SuiteTunerMixin:
         self._record = TrialRecord()
         self._trial_callbacks: dict[str, Any] = {}  # harness_callbacks' of this trial
         super().__init__(*args, **kwargs)
-        if setup.budget.max_params and isinstance(self.oracle, kt.Oracle):
+        capped_budget = setup.budget.max_params or setup.budget.max_macs
+        if capped_budget and isinstance(self.oracle, kt.Oracle):
             self.oracle.populate_space = capped(self.oracle.populate_space,
                                                 self.hypermodel.within_cap)
 

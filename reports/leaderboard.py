@@ -169,9 +169,12 @@ def equal_part(manifest: dict[str, Any]) -> str:
 
 
 def _cap_sentence(manifest: dict[str, Any]) -> str:
-    cap = manifest["budget"]["fields"].get("max_params")
-    return (f" The searches sampled no configuration over {cap:,} parameters (max\\_params), "
-            "the same cap for every architecture." if cap else "")
+    fields = manifest["budget"]["fields"]
+    caps = [f"{fields[name]:,} {what}" for name, what in
+            (("max_params", "parameters (max\\_params)"),
+             ("max_macs", "multiply-accumulates per image (max\\_macs)")) if fields.get(name)]
+    return (f" The searches sampled no configuration over {' or '.join(caps)}, the same cap "
+            "for every architecture." if caps else "")
 
 
 def parity_table(data: RunData) -> str:

@@ -285,7 +285,7 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     # Under a time budget epochs differ by design: not flagged; the machine is named.
     assert "no configuration over" not in text
     manifest["budget"]["fields"].update(budget_by="time", trial_seconds=30, final_seconds=90,
-                                        max_params=250_000)
+                                        max_params=250_000, max_macs=9_000_000)
     manifest["environment"] = {"cpu": "Test CPU 3000", "cpu_count": 2, "gpus": []}
     rundir.write_json(run / rundir.MANIFEST, manifest)
     text = render(load_run(run))
@@ -295,8 +295,8 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
              "valid only on Test CPU 3000, 2 CPUs, no GPU)")
     assert equal in text.split("## Verdict")[0], "the header says it"
     assert f"unless flagged: {equal}" in text
-    assert ("no configuration over 250,000 parameters (max\\_params), the same cap for every "
-            "architecture") in text
+    assert ("no configuration over 250,000 parameters (max\\_params) or 9,000,000 "
+            "multiply-accumulates per image (max\\_macs), the same cap for every architecture") in text
 
 
 def test_written_report_has_csv_and_every_linked_plot(tmp_path):

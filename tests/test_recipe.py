@@ -194,3 +194,20 @@ def test_a_time_budget_needs_its_seconds_and_no_hyperband():
                     tuner="hyperband")
     with pytest.raises(BudgetError, match="unknown budget_by 'steps'"):
         make_budget("quick", budget_by="steps")
+
+
+def test_multiply_accumulates_count_convolutions_and_dense_layers_of_nested_models():
+    from benchmarks.measure import multiply_accumulates
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 64 * 9 * 2 * 4 = 4,608
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 64 * 9 * 4 = 2,304
+    x = keras.layers.Conv2D(4, 1, groups=2)(x)  # 64 * 1 * 2 * 4 = 512
+    x = keras.layers.SeparableConv2D(6, 3, padding="same")(x)  # 64 * (9 * 4 + 4 * 6) = 3,840
+    x = keras.layers.BatchNormalization()(keras.layers.MaxPooling2D()(x))  # not counted
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))  # 96 * 10 = 960
+    inner = keras.Model(inputs, outputs)
+    assert multiply_accumulates(inner) == 4608 + 2304 + 512 + 3840 + 960
+    wrapped = keras.Input((8, 8, 2))
+    outer = keras.Model(wrapped, inner(keras.layers.RandomTranslation(0.1, 0.1)(wrapped)))
+    assert multiply_accumulates(outer) == multiply_accumulates(inner)

@@ -133,22 +133,23 @@ def test_nan_trial_ends_failed_not_completed(tmp_path, onednn):
         assert "loss became nan" in summary["summary"]["error"]
 
 
-def test_configurations_over_the_parameter_cap_are_never_trained(tmp_path):
+@pytest.mark.parametrize("cap", [{"max_params": 50_000}, {"max_macs": 50_000}])
+def test_configurations_over_the_cap_are_never_trained(tmp_path, cap):
     @register
     def narrow_or_wide(hp, input_shape, num_classes):
-        """A dense net whose width the search picks: 8 units (about 6,400 parameters on
-        28x28) or 512 (about 400,000)."""
+        """A dense net whose width the search picks: 8 units (about 6,400 parameters and
+        multiply-accumulates on 28x28) or 512 (about 400,000)."""
         units = hp.Choice("units", [8, 512], default=512)
         inputs = keras.Input(input_shape)
         x = keras.layers.Dense(units, activation="relu")(keras.layers.Flatten()(inputs))
         return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 
-    budget = dataclasses.replace(BUDGET, trials=4, max_params=50_000)
+    budget = dataclasses.replace(BUDGET, trials=4, **cap)
     row, trials = bench("narrow_or_wide", tmp_path, tiny_splits(), budget=budget)
     assert len(trials) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
     assert {json.loads(t["hyperparameters"])["units"] for t in trials} == {8}
     assert row["status"] == "ok" and int(row["total_params"]) <= 50_000
-    uncapped = dataclasses.replace(budget, max_params=0)
+    uncapped = dataclasses.replace(budget, max_params=0, max_macs=0)
     _, wide = bench("narrow_or_wide", tmp_path / "uncapped", tiny_splits(), budget=uncapped)
     assert 512 in {json.loads(t["hyperparameters"])["units"] for t in wide}, "the cap did it"
 
