@@ -20,7 +20,7 @@ from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
 from benchmarks.measure import Measurements, measure
 from benchmarks.options import RunOptions
-from benchmarks.recipe import SuiteHyperModel
+from benchmarks.recipe import SuiteHyperModel, space_size
 from benchmarks.tracking import Tracker
 from benchmarks.tuning import TrialQuota, TrialSetup, TrialWriter, make_tuner
 from models.registry import NotApplicable, get_architecture
@@ -119,6 +119,7 @@ class ArchitectureBenchmark:
                 if t["architecture"] == self.name]
         completed = sum(t["status"] == "COMPLETED" for t in mine)
         counts = {"trials_completed": completed, "trials_failed": len(mine) - completed}
+        counts["search_space_size"] = space_size(tuner.oracle.get_space())
         best = tuner.oracle.get_best_trials(1)
         if not best or best[0].score is None:
             reason = "; ".join(sorted({t["error"] for t in mine if t["error"]}))

@@ -142,6 +142,26 @@ class SuiteHyperModel(kt.HyperModel):
         return history
 
 
+def space_size(hp: kt.HyperParameters) -> int | None:
+    """Distinct configurations of an architecture's own search space (the suite's learning
+    rate and weight decay aside): the product of each hyperparameter's number of values;
+    None when one of them is continuous."""
+    size = 1
+    for item in hp.space:
+        if item.name in (LEARNING_RATE, WEIGHT_DECAY):
+            continue
+        config = item.get_config()
+        if isinstance(item, kt.engine.hyperparameters.Choice):
+            size *= len(config["values"])
+        elif isinstance(item, kt.engine.hyperparameters.Boolean):
+            size *= 2
+        elif isinstance(item, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
+            if not config.get("step"):
+                return None
+            size *= int((config["max_value"] - config["min_value"]) / config["step"] + 1e-9) + 1
+    return size
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training after an epoch whose loss is NaN or infinite (``check_finite`` then
     fails the trial). Keras' ``TerminateOnNaN`` checks after every batch; a diverged

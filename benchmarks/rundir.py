@@ -66,6 +66,7 @@ RESULT_COLUMNS = [
     "inference_images_per_second",
     "trials_completed",
     "trials_failed",
+    "search_space_size",  # distinct configurations of its space, learning rate aside
     "search_seconds",  # wall time of the search (of the invocation that finished it)
     "final_epochs_run",  # per final seed, space-separated: epochs and optimizer steps
     "final_steps_run",  # trained (under a time budget the last epoch may be partial)

@@ -177,6 +177,12 @@ def _cap_sentence(manifest: dict[str, Any]) -> str:
             "for every architecture." if caps else "")
 
 
+def _space(size: Any) -> str:
+    """A search space's size as the parity table shows it."""
+    number = pd.to_numeric(size, errors="coerce")
+    return "-" if pd.isna(number) else f"{int(number):,}"
+
+
 def parity_table(data: RunData) -> str:
     budget = data.manifest["budget"]
     by_epochs = budget["fields"].get("budget_by", "epochs") == "epochs"
@@ -203,11 +209,12 @@ def parity_table(data: RunData) -> str:
             flags.append("no result")
         rows.append([
             md_escape(r["architecture"]), len(mine) - failed, failed, int(epochs_run.sum()),
-            f"{int(steps_run.sum()):,}" if len(steps_run) else "-", f"{seconds.sum():.1f}", f"{scores.max():.4f}" if len(scores) else "-",
+            f"{int(steps_run.sum()):,}" if len(steps_run) else "-", f"{seconds.sum():.1f}",
+            _space(r.get("search_space_size")), f"{scores.max():.4f}" if len(scores) else "-",
             f"{scores.median():.4f}" if len(scores) else "-", md_escape(", ".join(flags)) or "ok",
         ])
     headers = ["architecture", "trials completed", "trials failed", "epochs trained",
-               "steps trained", "training s", "best trial score", "median trial score", "flags"]
+               "steps trained", "training s", "configurations in its space", "best trial score", "median trial score", "flags"]
     return markdown_table(rows, headers)
 
 

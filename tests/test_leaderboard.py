@@ -275,13 +275,18 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     manifest = rundir.read_json(run / rundir.MANIFEST)
     manifest["budget"]["fields"]["epochs"] = 2
     rundir.write_json(run / rundir.MANIFEST, manifest)
+    results = rundir.read_rows(run / rundir.RESULTS)
+    for row in results:
+        row["search_space_size"] = 72 if row["architecture"] == "big_net" else ""
+    rundir.write_rows(run / rundir.RESULTS, rundir.RESULT_COLUMNS, results)
     text = render(load_run(run))
     assert "unless flagged: equal epochs (2 per trial, " in text
     rows = {r[0]: r for r in table_rows(text, "## Budget parity")}
-    assert rows["big\\_net"][1:8] == ["2", "0", "3", "60", "15.0", "0.8900", "0.7950"]
-    assert rows["big\\_net"][8] == "early-stopped"
-    assert rows["mid\\_net"][8] == "1 failed trial(s)"
-    assert "no result" in rows["broken\\_net"][8]
+    assert rows["big\\_net"][1:9] == ["2", "0", "3", "60", "15.0", "72", "0.8900", "0.7950"]
+    assert rows["mid\\_net"][6] == "-", "a continuous space has no count"
+    assert rows["big\\_net"][9] == "early-stopped"
+    assert rows["mid\\_net"][9] == "1 failed trial(s)"
+    assert "no result" in rows["broken\\_net"][9]
     # Under a time budget epochs differ by design: not flagged; the machine is named.
     assert "no configuration over" not in text
     manifest["budget"]["fields"].update(budget_by="time", trial_seconds=30, final_seconds=90,
@@ -290,7 +295,7 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     rundir.write_json(run / rundir.MANIFEST, manifest)
     text = render(load_run(run))
     rows = {r[0]: r for r in table_rows(text, "## Budget parity")}
-    assert rows["big\\_net"][8] == "ok"
+    assert rows["big\\_net"][9] == "ok"
     equal = ("equal training time on this machine (30 s per trial, 90 s per final training; "
              "valid only on Test CPU 3000, 2 CPUs, no GPU)")
     assert equal in text.split("## Verdict")[0], "the header says it"

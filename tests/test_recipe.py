@@ -211,3 +211,19 @@ def test_multiply_accumulates_count_convolutions_and_dense_layers_of_nested_mode
     wrapped = keras.Input((8, 8, 2))
     outer = keras.Model(wrapped, inner(keras.layers.RandomTranslation(0.1, 0.1)(wrapped)))
     assert multiply_accumulates(outer) == multiply_accumulates(inner)
+
+
+def test_a_space_counts_its_own_configurations_learning_rate_and_decay_aside():
+    from benchmarks.recipe import space_size
+
+    def space(name):
+        hp = kt.HyperParameters()
+        SuiteHyperModel(get_architecture(name), (28, 28, 1), 10, make_budget("quick")).build(hp)
+        return hp
+
+    assert space_size(space("resnet")) == 3 * 2  # blocks 1-3, width 16/32
+    assert space_size(space("mlp")) == 3 * 4 * 6  # layers 1-3, units 128-512 by 128, dropout
+    assert space_size(space("wide_resnet")) == 4 * 5 * 4
+    continuous = kt.HyperParameters()
+    continuous.Float("momentum", 0.8, 0.99)
+    assert space_size(continuous) is None
