@@ -79,6 +79,17 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    """The installed archbench's version (pyproject.toml's), or "unknown" when running
+    from a checkout that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("archbench")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes get the same one-line error and exit code as every other bad input."""
 
@@ -92,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Which CNN architecture should we use? Tune every registered architecture "
         "under one identical budget, log every trial to W&B, and rank them.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks on errors, and TensorFlow's start-up lines")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="benchmark architectures under one budget")

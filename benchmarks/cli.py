@@ -254,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "models": cmd_models, "check": cmd_check, "report": cmd_report}
     user_errors, workers_lost = _user_errors()
+    if args.command in ("run", "models", "check"):  # they train or build models
+        from benchmarks.startup import start_tensorflow
+
+        start_tensorflow(debug=args.debug)
     try:
         return handlers[args.command](args)
     except user_errors as exc:

@@ -1,0 +1,63 @@
+"""TensorFlow's start-up is quiet: its C++ and absl lines are caught, unless they explain
+a failure or --debug asks for them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import startup
+
+NOISE = ("absl::InitializeLog", "cuInit", "cudart_stub", "I0000", "E0000")
+
+
+def test_what_the_start_writes_to_file_descriptor_2_is_caught(monkeypatch, capfd):
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as in a fresh process
+    monkeypatch.setattr(startup, "_start", lambda: os.write(2, b"I0000 noise from C++\n"))
+    startup.start_tensorflow()
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_a_failed_start_shows_what_it_wrote_and_raises(monkeypatch, capfd):
+    monkeypatch.delitem(sys.modules, "tensorflow")
+
+    def broken():
+        os.write(2, b"libcudnn.so: cannot open shared object file\n")
+        raise ImportError("no tensorflow")
+
+    monkeypatch.setattr(startup, "_start", broken)
+    with pytest.raises(ImportError, match="no tensorflow"):
+        startup.start_tensorflow()
+    assert "libcudnn.so: cannot open shared object file" in capfd.readouterr().err
+
+
+def test_with_debug_nothing_is_caught(monkeypatch, capfd):
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.setattr(startup, "_start", lambda: os.write(2, b"I0000 shown\n"))
+    startup.start_tensorflow(debug=True)
+    assert "I0000 shown" in capfd.readouterr().err
+
+
+def test_archbench_models_prints_its_table_and_no_tensorflow_lines():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "models"], env=env,
+                          cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("architecture")
+    assert not [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)]
+
+
+def test_version_is_the_packages_and_needs_no_tensorflow():
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom benchmarks.cli import main\n"
+         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+         "print('tensorflow' in sys.modules)"],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["archbench", declared["project"]["version"], "False"]
