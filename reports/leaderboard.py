@@ -359,7 +359,10 @@ def write_report(data: RunData, output: Path, allow_mixed_budgets: bool = False,
     check_budgets(data, allow_mixed_budgets)
     table = ranked(data)
     output.parent.mkdir(parents=True, exist_ok=True)
-    images = write_plots(table, data.trials, output.parent)
+    fields = data.manifest["budget"]["fields"]
+    subtitle = (f"{data.manifest['dataset']['name']}, budget {fields.get('name')} "
+                f"({data.manifest['budget']['hash']})")
+    images = write_plots(table, data.trials, output.parent, subtitle)
     relative = {title: path.name for title, path in images.items()}
     rundir.atomic_write_text(output, render(data, relative, allow_mixed_budgets, sections))
     rundir.atomic_write_text(output.parent / rundir.LEADERBOARD_CSV, csv_table(table).to_csv(index=False))

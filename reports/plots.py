@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 8, 5, 100  # 800 x 500 px
 
@@ -30,12 +31,51 @@ def _figure(title: str, xlabel: str, ylabel: str):
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # the legend below the axes included
     plt.close(fig)
     return path
 
 
-def _scatter(table: pd.DataFrame, x: str, title: str, xlabel: str, path: Path, log_x: bool) -> Path:
+def _legend(ax) -> None:
+    """The legend below the axes, where it covers no point."""
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)
+
+
+def _count(value: float, _position=None) -> str:
+    """A count as people write it: 950, 12K, 1.5M."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+def _plain_log_axis(ax, formatter) -> None:
+    """Log-scale x ticks at 1, 2 and 5 times the powers of ten, labelled plainly (no
+    8x10^-1): ``formatter(value, position) -> text``."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(formatter))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _labels(ax, points: list[tuple[float, float, str]], min_gap_px: float = 13.0) -> None:
+    """Name each point beside it; a label that would sit on an earlier one moves up by a
+    line until it is free."""
+    ax.figure.canvas.draw()  # the final limits, so that display positions are known
+    placed: list[tuple[float, float]] = []
+    for x, y, text in sorted(points, key=lambda p: (p[1], p[0])):
+        px, py = ax.transData.transform((x, y))
+        dy = 4.0
+        while any(abs(px - qx) < 70 and abs(py + dy - qy) < min_gap_px for qx, qy in placed):
+            dy += min_gap_px
+        placed.append((px, py + dy))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, dy * 72 / DPI),
+                    fontsize=10)
+
+
+def _scatter(table: pd.DataFrame, x: str, title: str, xlabel: str, path: Path,
+             formatter) -> Path:
     fig, ax = _figure(title, xlabel, "test accuracy")
     pareto = table["pareto"].astype(bool)
     ax.scatter(table.loc[~pareto, x], table.loc[~pareto, "test_accuracy"], s=60,
@@ -45,12 +85,10 @@ def _scatter(table: pd.DataFrame, x: str, title: str, xlabel: str, path: Path, l
     front = _front(table, x)
     ax.step(front[x], front["test_accuracy"], where="post", color="tab:red", alpha=0.5,
             label=f"front of accuracy vs {xlabel.split(' (')[0]}")
-    for _, row in table.iterrows():
-        ax.annotate(str(row["architecture"]), (row[x], row["test_accuracy"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=10)
-    if log_x:
-        ax.set_xscale("log")
-    ax.legend(fontsize=9, loc="lower right")
+    _plain_log_axis(ax, formatter)
+    _labels(ax, [(row[x], row["test_accuracy"], str(row["architecture"]))
+                 for _, row in table.iterrows()])
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -65,8 +103,9 @@ def _front(table: pd.DataFrame, x: str) -> pd.DataFrame:
     return ordered.loc[keep]
 
 
-def validation_curves(trials: pd.DataFrame, best_ids: dict[str, str], path: Path) -> Path | None:
-    fig, ax = _figure("Validation accuracy per epoch of each architecture's best trial",
+def validation_curves(trials: pd.DataFrame, best_ids: dict[str, str], path: Path,
+                      subtitle: str = "") -> Path | None:
+    fig, ax = _figure(_titled("Validation accuracy per epoch of each best trial", subtitle),
                       "epoch", "validation accuracy")
     drawn = 0
     for arch, trial_id in best_ids.items():
@@ -80,18 +119,18 @@ def validation_curves(trials: pd.DataFrame, best_ids: dict[str, str], path: Path
         plt.close(fig)
         return None
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=9)
+    _legend(ax)
     return _save(fig, path)
 
 
-def trial_scores(trials: pd.DataFrame, path: Path) -> Path | None:
+def trial_scores(trials: pd.DataFrame, path: Path, subtitle: str = "") -> Path | None:
     done = trials[trials["status"] == "COMPLETED"].copy()
     done["score"] = pd.to_numeric(done["score"], errors="coerce")
     done = done.dropna(subset=["score"])
     if done.empty:
         return None
     archs = sorted(done["architecture"].unique())
-    fig, ax = _figure("Score of every completed trial, per architecture",
+    fig, ax = _figure(_titled("Score of every completed trial", subtitle),
                       "architecture", "trial score (best-epoch validation accuracy)")
     data = [done.loc[done["architecture"] == a, "score"].to_numpy() for a in archs]
     ax.boxplot(data, tick_labels=archs, showfliers=False)
@@ -101,21 +140,28 @@ def trial_scores(trials: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path) -> dict[str, Path]:
-    """Every figure that the data allows, as PNG files in ``directory``; title -> path."""
+def _titled(title: str, subtitle: str) -> str:
+    return f"{title}\n{subtitle}" if subtitle else title
+
+
+def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path,
+                subtitle: str = "") -> dict[str, Path]:
+    """Every figure that the data allows, as PNG files in ``directory``; title -> path.
+    ``subtitle`` (the dataset and budget) goes under every title."""
     directory.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path | None] = {}
     if not table.empty:
         plots["Test accuracy vs parameters"] = _scatter(
-            table, "total_params", "Test accuracy vs model size", "parameters (log scale)",
-            directory / ACCURACY_VS_PARAMS, log_x=True)
+            table, "total_params", _titled("Test accuracy vs model size", subtitle),
+            "parameters (log scale)", directory / ACCURACY_VS_PARAMS, _count)
         plots["Test accuracy vs inference latency"] = _scatter(
-            table, "inference_latency_ms", "Test accuracy vs inference latency",
-            "latency at batch 1 (ms, log scale)", directory / ACCURACY_VS_LATENCY, log_x=True)
+            table, "inference_latency_ms", _titled("Test accuracy vs inference latency", subtitle),
+            "latency at batch 1 (ms, log scale)", directory / ACCURACY_VS_LATENCY,
+            lambda value, _position=None: f"{value:g}")
         best_ids = dict(zip(table["architecture"], table["best_trial_id"], strict=True))
         plots["Validation accuracy per epoch"] = validation_curves(
-            trials, best_ids, directory / VALIDATION_CURVES)
-    plots["Trial scores"] = trial_scores(trials, directory / TRIAL_SCORES)
+            trials, best_ids, directory / VALIDATION_CURVES, subtitle)
+    plots["Trial scores"] = trial_scores(trials, directory / TRIAL_SCORES, subtitle)
     return {title: path for title, path in plots.items() if path is not None}
 
 
