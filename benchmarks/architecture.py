@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks import rundir, streaming, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
-from benchmarks.callbacks import harness_callbacks
+from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
 from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
@@ -195,7 +195,9 @@ class ArchitectureBenchmark:
             history = self.hypermodel.fit(
                 hp, model, splits.x_final, splits.y_final,
                 validation_data=(splits.x_val, splits.y_val), final=True,
-                callbacks=harness_callbacks(wandb=wandb),
+                callbacks=harness_callbacks(
+                    wandb=wandb, progress=live_progress(f"[{self.name}] final, seed {seed}",
+                                                        self.budget.batch_size)),
             )
         with timing.phase(timing.EVALUATION):
             probabilities = streaming.predict(model, splits.x_test, PREDICT_BATCH)

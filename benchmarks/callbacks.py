@@ -5,8 +5,10 @@ Trials and final trainings get the same ones through ``harness_callbacks``.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
+from typing import TextIO
 
 import keras
 
@@ -72,6 +74,44 @@ class TrialTimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ProgressBar(keras.callbacks.Callback):
+    """A live bar per epoch of the current training on a terminal (tqdm's): the epoch, its
+    steps and images per second. Used only when standard output is a terminal: its batch
+    hook makes Keras wait for every step, and a log file gets no escape codes."""
+
+    def __init__(self, label: str, batch_size: int, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.label, self.batch_size, self.stream = label, batch_size, stream or sys.stdout
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        from tqdm import tqdm
+
+        epochs = self.params.get("epochs") or 0
+        of = f"/{epochs}" if epochs < 1000 else ""  # a time budget's epochs are not a plan
+        self.bar = tqdm(total=self.params.get("steps"), desc=f"  {self.label} epoch {epoch + 1}{of}",
+                        unit="img", unit_scale=self.batch_size, leave=False, file=self.stream,
+                        dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_train_end(self, logs=None) -> None:
+        self.on_epoch_end(0)
+
+
+def live_progress(label: str, batch_size: int) -> list[keras.callbacks.Callback]:
+    """``[ProgressBar]`` when standard output is a terminal, else nothing."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    return [ProgressBar(label, batch_size)] if isatty is not None and isatty() else []
+
+
 class StopOnRequest(keras.callbacks.Callback):
     """Honours a Ctrl-C whose first ``KeyboardInterrupt`` Python swallowed (see
     ``benchmarks.interrupt``): the training stops at the next epoch end."""
@@ -98,9 +138,11 @@ def harness_callbacks(
     tuner: Sequence[keras.callbacks.Callback] = (),
     wandb: Sequence[keras.callbacks.Callback] = (),
     time_limit: TrialTimeLimit | None = None,
+    progress: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of one training: Keras Tuner's and W&B's, run at epoch ends only and
-    charged to their phases; the stop on request; the validation timer; the time limit."""
+    charged to their phases; the stop on request; the validation timer; the time limit;
+    the live progress bar (``live_progress``)."""
     clock = timing.current()
     callbacks = [TimedCallback(c, clock, timing.TUNER) for c in tuner]
     callbacks.append(StopOnRequest())
@@ -109,4 +151,4 @@ def harness_callbacks(
     callbacks += [TimedCallback(c, clock, timing.WANDB) for c in wandb]
     if time_limit is not None:
         callbacks.append(time_limit)
-    return callbacks
+    return [*callbacks, *progress]

@@ -112,7 +112,7 @@ def benchmark_all(
     names, budget = options.architectures, options.budget
     done = rundir.finished_architectures(options.run_dir)
     searched: list[tuple[ArchitectureBenchmark, kt.Tuner, str]] = []
-    ran = 0
+    ran, took = 0, []
     with place:
         for index, name in enumerate(names):
             interrupt.check()
@@ -124,16 +124,28 @@ def benchmark_all(
             print(f"{prefix}: tuning {budget.trials} trial(s) with {budget.tuner}{place.where}",
                   flush=True)
             ran += 1
+            start = time.perf_counter()
             bench = ArchitectureBenchmark(name, options, splits, tracker)
             tuner = _search(place, index, bench, times, prefix)
             if tuner is not None and place.conclude_at_once:
                 _conclude(bench, tuner, times, prefix)
             elif tuner is not None:
                 searched.append((bench, tuner, prefix))
+            if place.conclude_at_once:
+                took.append(time.perf_counter() - start)
+                _progress(took, len(names) - index - 1)
     for bench, tuner, prefix in searched:  # the workers are gone: the machine is free
         interrupt.check()
         _conclude(bench, tuner, times, prefix)
     return ran
+
+
+def _progress(took: list[float], remaining: int) -> None:
+    """The run so far and, while architectures remain, the time left at this pace."""
+    if remaining:
+        print(f"archbench: {len(took)} architecture(s) in {timing.duration(sum(took))}, "
+              f"about {timing.duration(timing.time_left(took, remaining))} left for "
+              f"{remaining} more", flush=True)
 
 
 def _search(place: SearchPlace, index: int, bench: ArchitectureBenchmark, times: TimeBook,

@@ -108,3 +108,21 @@ def overhead_share(summary: dict[str, float]) -> float:
     if wall <= 0:
         return 0.0
     return max(0.0, wall - sum(summary.get(name, 0.0) for name in WORK)) / wall
+
+
+def time_left(seconds_per_architecture: list[float], remaining: int) -> float:
+    """The run's remaining seconds, estimated from those measured so far: the mean time of
+    the architectures done, for each one left."""
+    if not seconds_per_architecture:
+        return 0.0
+    return sum(seconds_per_architecture) / len(seconds_per_architecture) * remaining
+
+
+def duration(seconds: float) -> str:
+    """Seconds as people say them: 45 s, 12 min 5 s, 1 h 3 min."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

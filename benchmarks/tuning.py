@@ -21,7 +21,7 @@ import tensorflow as tf
 from benchmarks import interrupt, rundir, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.budget import Budget
-from benchmarks.callbacks import TrialTimeLimit, harness_callbacks
+from benchmarks.callbacks import TrialTimeLimit, harness_callbacks, live_progress
 from benchmarks.recipe import OBJECTIVE, SuiteHyperModel, best_epoch_score, check_finite
 from benchmarks.tracking import Tracker
 
@@ -182,7 +182,9 @@ class _SuiteTunerMixin:
                                [name, setup.budget.name]) as run:
             record.wandb_run_id = run.id if run else ""
             wandb = setup.tracker.training_callbacks(run, *args[:2], gradients=setup.gradients)
-            self._trial_callbacks = {"wandb": wandb, "time_limit": limit}
+            self._trial_callbacks = {
+                "wandb": wandb, "time_limit": limit,
+                "progress": live_progress(f"[{name}] trial {trial.trial_id}", setup.budget.batch_size)}
             try:
                 histories = super().run_trial(trial, *args, **kwargs)
             except tf.errors.ResourceExhaustedError as exc:

@@ -50,6 +50,13 @@ def offline_runs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / rundir.WANDB_DIR / "wandb").glob("offline-run-*"))
 
 
+def test_progress_says_how_long_the_rest_will_take(smoke_run):
+    _, first, _, _ = smoke_run
+    assert re.search(r"archbench: 1 architecture\(s\) in \d+ s, about \d+ s left for 1 more",
+                     first.stdout), first.stdout[-2000:]
+    assert "\x1b[" not in first.stdout and "\r" not in first.stdout, "no bar into a pipe"
+
+
 def test_every_file_of_the_run_directory_is_written(smoke_run):
     run_dir, first, _, _ = smoke_run
     for name in (rundir.MANIFEST, rundir.TRIALS, rundir.RESULTS, rundir.LEADERBOARD):

@@ -1,6 +1,7 @@
 """The shared recipe: AdamW, the warm-up and cosine schedule, label smoothing, augmentation
 by dataset, and the best validation epoch's weights kept."""
 
+import io
 import math
 
 import keras
@@ -227,3 +228,28 @@ def test_a_space_counts_its_own_configurations_learning_rate_and_decay_aside():
     continuous = kt.HyperParameters()
     continuous.Float("momentum", 0.8, 0.99)
     assert space_size(continuous) is None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_live_bar_on_a_terminal_and_nothing_in_a_log_file(terminal, monkeypatch):
+    from benchmarks import callbacks
+
+    out = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(callbacks.sys, "stdout", out)
+    bars = callbacks.live_progress("[mlp] trial 0", batch_size=4)
+    assert len(bars) == (1 if terminal else 0)
+    hypermodel = _hypermodel(batch_size=4, epochs=2)
+    hp = kt.HyperParameters()
+    x, y = np.random.rand(16, *SHAPE).astype("float32"), np.arange(16) % 2
+    hypermodel.fit(hp, hypermodel.build(hp), x, y, validation_data=(x, y), callbacks=bars)
+    text = out.getvalue()
+    if terminal:
+        assert "[mlp] trial 0 epoch 1/2" in text and "[mlp] trial 0 epoch 2/2" in text
+        assert "/16 [" in text and "img/s" in text and "\r" in text, "images per second, redrawn"
+    else:
+        assert text == "", "no escape codes in a log file"

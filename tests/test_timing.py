@@ -81,3 +81,11 @@ def test_wrapped_callbacks_keep_default_batch_hooks_and_are_charged(phases):
     model.fit(x, y, epochs=2, verbose=0, callbacks=[wrapped])
     assert inner.epochs == 2 and inner.model is model
     assert timing.WANDB in clock_phases.totals
+
+
+def test_time_left_is_the_mean_so_far_for_each_architecture_left():
+    from benchmarks.timing import duration, time_left
+
+    assert time_left([60.0, 120.0], remaining=3) == 270.0
+    assert time_left([], remaining=3) == 0.0
+    assert [duration(s) for s in (44.6, 725, 3780)] == ["45 s", "12 min 5 s", "1 h 3 min"]
