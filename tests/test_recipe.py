@@ -170,6 +170,7 @@ def test_a_time_budget_stops_after_its_seconds_and_schedules_over_them(monkeypat
     assert history.steps_run == 60, "a final training gets final_seconds"
 
 
+@pytest.mark.slow  # a search and a final training: 7 s
 def test_a_time_budget_trial_completes_with_its_steps_recorded(tmp_path):
     from tests.test_tuning import bench, tiny_splits
 

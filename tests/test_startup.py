@@ -41,6 +41,7 @@ def test_with_debug_nothing_is_caught(monkeypatch, capfd):
     assert "I0000 shown" in capfd.readouterr().err
 
 
+@pytest.mark.slow  # a process that loads TensorFlow and builds every architecture: 10 s
 def test_archbench_models_prints_its_table_and_no_tensorflow_lines():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "models"], env=env,

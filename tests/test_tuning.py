@@ -133,6 +133,7 @@ def test_nan_trial_ends_failed_not_completed(tmp_path, onednn):
         assert "loss became nan" in summary["summary"]["error"]
 
 
+@pytest.mark.slow  # two searches each: 20 s
 @pytest.mark.parametrize("cap", [{"max_params": 50_000}, {"max_macs": 50_000}])
 def test_configurations_over_the_cap_are_never_trained(tmp_path, cap):
     @register
