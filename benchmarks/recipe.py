@@ -116,26 +116,25 @@ class SuiteHyperModel(kt.HyperModel):
         budget = self.budget
         kwargs.setdefault("verbose", 0)
         peak = hp.get(LEARNING_RATE) if budget.schedule == "cosine" else None
-        recipe: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
+        steps_per_epoch = math.ceil(len(args[0]) / budget.batch_size)
+        clock = None
         if budget.budget_by == "time":
-            kwargs["epochs"] = TIME_BUDGET_EPOCHS  # the clock stops the training
-            recipe.append(TrainingClock(budget.final_seconds if final else budget.trial_seconds,
-                                        peak, budget.warmup))
-            epochs = TIME_BUDGET_EPOCHS
+            kwargs["epochs"] = epochs = TIME_BUDGET_EPOCHS  # the clock stops the training
+            clock = TrainingClock(budget.final_seconds if final else budget.trial_seconds,
+                                  peak, budget.warmup)
         else:
             kwargs.setdefault("epochs", budget.final_epochs if final else budget.epochs)
             epochs = kwargs["epochs"] - kwargs.get("initial_epoch", 0)
             if peak is not None:
-                steps = math.ceil(len(args[0]) / budget.batch_size) * epochs
+                steps = steps_per_epoch * epochs
                 model.optimizer.learning_rate = WarmupCosine(
                     peak, round(budget.warmup * steps), steps)
-        recipe.append(keras.callbacks.EarlyStopping(
-            monitor=OBJECTIVE, mode="max", restore_best_weights=True,
-            patience=budget.patience or epochs + 1))  # patience 0: never stops early
-        steps_per_epoch = math.ceil(len(args[0]) / budget.batch_size)
+        recipe = [StopOnNonFiniteLoss(), *([clock] if clock else []),
+                  keras.callbacks.EarlyStopping(
+                      monitor=OBJECTIVE, mode="max", restore_best_weights=True,
+                      patience=budget.patience or epochs + 1)]  # patience 0: never stops early
         args, kwargs = fit_arguments(args, kwargs, budget.batch_size)
         history = model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
-        clock = next((c for c in recipe if isinstance(c, TrainingClock)), None)
         # the optimizer steps taken: under a time budget the last epoch may end early
         history.steps_run = (clock.steps if clock else
                              steps_per_epoch * len(history.history.get("loss", [])))

@@ -129,12 +129,13 @@ class TrialSetup:
     quota: TrialQuota = field(default_factory=TrialQuota)  # shared by a process's searches
 
 
-MAX_DRAWS = 100  # proposals over the parameter cap redrawn before the search stops
+MAX_DRAWS = 100  # proposals over a cap redrawn before the search stops
 
 
 def capped(populate_space, within_cap):
-    """An oracle's ``populate_space`` that redraws proposals over the budget's parameter
-    cap (up to ``MAX_DRAWS`` times, then ends the search): the tuner never trains them."""
+    """An oracle's ``populate_space`` that redraws proposals over the budget's caps
+    (``within_cap`` is false; up to ``MAX_DRAWS`` times, then ends the search): the tuner
+    never trains them."""
 
     def populate(trial_id):
         for _ in range(MAX_DRAWS):
