@@ -61,16 +61,16 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     from benchmarks.datasets import check_request, dataset_label
     from benchmarks.distributed import DEFAULT_TIMEOUT, ROLES
     from benchmarks.options import RunOptions
-    from benchmarks.tracking import resolve_mode
-    from models.registry import resolve
+    from benchmarks.tracking import check_mode
+    from models.registry import declared_names, resolve
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
     budget = make_budget(args.budget, **overrides)
     request = DataRequest(dataset, data_dir, args.image_size, args.test_fraction,
                           args.mirror_invariant)
     check_request(request)
-    resolve_mode(args.wandb_mode)  # refuse a bad mode before any work
-    names = resolve(_split_names(args.architectures))
+    check_mode(args.wandb_mode)  # refuse a bad mode before any work
+    names = resolve(_split_names(args.architectures), declared_names())  # no import yet
     if args.role is not None and args.role not in ROLES:
         raise UserError(f"unknown --role {args.role!r}; choose chief or worker")
     if args.workers < 0:
@@ -105,23 +105,23 @@ def _run_name(name: str | None, dataset: str, budget: str, several: bool) -> str
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from models.registry import broken_modules
-
     every = run_options(args)
+    check_inputs(every)  # data files and run directories, before TensorFlow loads
+    print("archbench: input checked, starting TensorFlow", flush=True)
+    _start_tensorflow(args)
+    from models.registry import broken_modules, resolve
+
     for module, error in broken_modules().items():
         print(f"archbench: warning: {module} failed to import and is skipped: {error}",
               file=sys.stderr)
+    for options in every:  # the names read from the files, now imported: a wildcard
+        options.architectures = resolve(_split_names(args.architectures))  # skips broken ones
 
     from benchmarks.rundir import safe_name
     from benchmarks.runner import run_benchmark
     from reports.across import ACROSS_MD, write_across
     from reports.leaderboard import write_leaderboard
 
-    if len(every) > 1:  # every dataset checked before the first one trains
-        from benchmarks.datasets import load_dataset
-
-        for options in every:
-            load_dataset(options.data_request, options.budget.seed, notice=lambda line: None)
     codes = []
     with interrupt.stop_on_signals():
         for index, options in enumerate(every, start=1):
@@ -135,16 +135,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return max(codes)
 
 
+def check_inputs(every: Sequence) -> None:
+    """Load every dataset (NumPy only; the runs take them from memory) and check every
+    run directory, so that a bad file or directory is refused before TensorFlow loads.
+
+    Raises:
+        DataError, RunDirError: naming the file or directory.
+    """
+    from benchmarks.datasets import preload
+    from benchmarks.manifest import check_run_dir
+
+    for options in every:
+        preload(options.data_request, options.budget.seed)
+        if options.role != "worker":  # a worker writes no run directory of its own
+            check_run_dir(options)
+
+
+def _start_tensorflow(args: argparse.Namespace) -> None:
+    from benchmarks.startup import start_tensorflow
+
+    start_tensorflow(debug=args.debug)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    import keras_tuner as kt
     from tabulate import tabulate
 
     from benchmarks.data import DataRequest
     from benchmarks.datasets import input_shape
+    from models.registry import declared_names, resolve
+
+    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
+    declared = declared_names()
+    if declared is not None and args.pattern:
+        resolve(args.pattern, declared)  # an unknown name or pattern, refused before Keras
+    print("archbench: starting TensorFlow to build each architecture and count its parameters",
+          file=sys.stderr, flush=True)
+    _start_tensorflow(args)
+    import keras_tuner as kt
+
     from models.registry import broken_modules, get_architecture, list_architectures
 
     names = list_architectures(args.pattern)
-    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
     rows = []
     for name in names:
         arch = get_architecture(name)
@@ -161,13 +192,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from benchmarks.check import CheckFailed, check_architecture
     from benchmarks.data import DataRequest
     from benchmarks.datasets import input_shape
+    from models.registry import declared_names, resolve
+
+    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
+    resolve([args.name], declared_names())
+    _start_tensorflow(args)
+    from benchmarks.check import CheckFailed, check_architecture
     from models.registry import get_architecture
 
     architecture = get_architecture(args.name)
-    shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
     print(f"checking {architecture.name} ({architecture.module}) on {args.dataset} shapes "
           f"({'x'.join(map(str, shape))}, {classes} classes)")
     try:
@@ -240,7 +275,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from benchmarks.rundir import RunDirError
     from benchmarks.tracking import TrackingError
     from models.registry import RegistryError
-    from reports.leaderboard import ReportError
+    from reports import ReportError
 
     errors = (UserError, BudgetError, DataError, RunDirError, TrackingError, RegistryError,
               ReportError, DistributedError)
@@ -254,10 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "models": cmd_models, "check": cmd_check, "report": cmd_report}
     user_errors, workers_lost = _user_errors()
-    if args.command in ("run", "models", "check"):  # they train or build models
-        from benchmarks.startup import start_tensorflow
-
-        start_tensorflow(debug=args.debug)
     try:
         return handlers[args.command](args)
     except user_errors as exc:

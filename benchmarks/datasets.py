@@ -286,6 +286,20 @@ def check_request(request: DataRequest) -> None:
         raise DataError(f"--test-fraction must be between 0 and 1, got {request.test_fraction}")
 
 
+_PRELOADED: dict[tuple[DataRequest, int], Dataset] = {}
+
+
+def preload(request: DataRequest, seed: int = 0, notice: Notice = print) -> Dataset:
+    """Load a dataset now, as an input check before anything heavy is imported; the next
+    :func:`load_dataset` of the same request and seed takes it instead of loading again.
+
+    Raises:
+        DataError: as :func:`load_dataset`.
+    """
+    _PRELOADED[(request, seed)] = dataset = load_dataset(request, seed, notice)
+    return dataset
+
+
 def load_dataset(request: DataRequest, seed: int = 0, notice: Notice = print) -> Dataset:
     """The checked dataset ``request`` names; ``seed`` carves a test split where the
     source has none.
@@ -293,6 +307,8 @@ def load_dataset(request: DataRequest, seed: int = 0, notice: Notice = print) ->
     Raises:
         DataError: naming the file or folder and what is wrong with it.
     """
+    if (request, seed) in _PRELOADED:
+        return _PRELOADED.pop((request, seed))
     check_request(request)
     loaders: dict[str, Callable[[], Dataset]] = {
         "fashion_mnist": lambda: load_idx(FASHION_MNIST, request.data_dir),

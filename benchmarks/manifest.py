@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import functools
 import os
 import platform
@@ -23,6 +24,35 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def check_run_dir(options: RunOptions) -> dict[str, Any] | None:
+    """What :func:`prepare_run_dir` would refuse, found without writing anything.
+
+    Returns:
+        The manifest of the run to resume, else None (a new run, or ``--overwrite``).
+
+    Raises:
+        RunDirError: the path is a file or another program's directory, cannot be
+            written, or holds a run with another budget.
+    """
+    path = options.run_dir
+    if path.exists() and not path.is_dir():
+        raise rundir.RunDirError(f"{path} is a file, not a run directory; choose another --name")
+    if path.exists() and not rundir.is_run_dir(path) and _foreign_files(path):
+        raise rundir.RunDirError(
+            f"{path} exists and is not an archbench run directory; choose another --name"
+        )
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = errno.EACCES if existing.is_dir() else errno.ENOTDIR
+        where = options.output if existing != path else path
+        raise rundir.RunDirError(f"cannot write to {where}: {os.strerror(why)}")
+    if options.overwrite or not rundir.is_run_dir(path):
+        return None
+    manifest = rundir.read_json(path / rundir.MANIFEST)
+    check_same_budget(manifest, options, path)
+    return manifest
+
+
 def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
     """Create the run directory, or check that an existing one can be resumed.
 
@@ -30,13 +60,10 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
         The existing manifest when resuming, else None.
 
     Raises:
-        RunDirError: the directory belongs to another run, or cannot be written.
+        RunDirError: as :func:`check_run_dir`.
     """
     path = options.run_dir
-    if path.exists() and not rundir.is_run_dir(path) and _foreign_files(path):
-        raise rundir.RunDirError(
-            f"{path} exists and is not an archbench run directory; choose another --name"
-        )
+    manifest = check_run_dir(options)
     if options.overwrite and rundir.is_run_dir(path):
         shutil.rmtree(path)
     try:
@@ -46,10 +73,6 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
         probe.unlink()
     except OSError as exc:
         raise rundir.RunDirError(f"cannot write to run directory {path}: {exc.strerror}") from exc
-    if not rundir.is_run_dir(path):
-        return None
-    manifest = rundir.read_json(path / rundir.MANIFEST)
-    check_same_budget(manifest, options, path)
     return manifest
 
 

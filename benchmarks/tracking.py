@@ -20,6 +20,16 @@ class TrackingError(ValueError):
     """An invalid W&B option."""
 
 
+def check_mode(mode: str) -> None:
+    """Refuse an unknown ``--wandb-mode`` (without importing W&B).
+
+    Raises:
+        TrackingError: naming the mode and the choices.
+    """
+    if mode not in MODES:
+        raise TrackingError(f"unknown --wandb-mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
 def resolve_mode(mode: str) -> str:
     """Turn ``auto`` into ``online`` (credentials found) or ``offline``.
 
@@ -27,8 +37,7 @@ def resolve_mode(mode: str) -> str:
     ``WANDB_API_KEY`` and in the netrc file that ``wandb login`` writes; they are never
     read further, printed or stored.
     """
-    if mode not in MODES:
-        raise TrackingError(f"unknown --wandb-mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_mode(mode)
     if mode != "auto":
         return mode
     env_mode = os.environ.get("WANDB_MODE", "").strip().lower()

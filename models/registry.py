@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 import pkgutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Builder = Callable[..., Any]  # build(hp, input_shape, num_classes) -> keras.Model
@@ -112,8 +115,12 @@ def broken_modules() -> dict[str, str]:
 def list_architectures(pattern: str | list[str] | None = None) -> list[str]:
     """Sorted registry names matching one or more shell-style wildcards (``res*``)."""
     discover()
+    return _matching(pattern, _REGISTRY)
+
+
+def _matching(pattern: str | list[str] | None, known: Iterable[str]) -> list[str]:
     patterns = [pattern] if isinstance(pattern, str) else (pattern or ["*"])
-    return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    return sorted(n for n in known if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
 def get_architecture(name: str) -> Architecture:
@@ -125,33 +132,111 @@ def get_architecture(name: str) -> Architecture:
     discover()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    raise _unknown(name, _REGISTRY)
+
+
+def _unknown(name: str, known: Iterable[str]) -> RegistryError:
+    known = sorted(known)
     message = f"unknown architecture {name!r}"
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     if close:
         message += f"; did you mean {', '.join(close)}?"
     else:
-        message += f"; known: {', '.join(sorted(_REGISTRY))}"
+        message += f"; known: {', '.join(known)}"
     if _BROKEN_MODULES:
         message += f" (modules that failed to import: {', '.join(sorted(_BROKEN_MODULES))})"
-    raise RegistryError(message)
+    return RegistryError(message)
 
 
-def resolve(selection: list[str] | None) -> list[str]:
+def resolve(selection: list[str] | None, known: Iterable[str] | None = None) -> list[str]:
     """Expand names and wildcards into registry names, keeping first-seen order.
+
+    Args:
+        selection: names and wildcards; None or empty means every architecture.
+        known: the names to match against; default: the registry, every architecture
+            module imported. :func:`declared_names` gives them without importing.
 
     Raises:
         RegistryError: a plain name is unknown or a wildcard matches nothing.
     """
+    if known is None:
+        discover()
+        known = _REGISTRY
+    known = set(known)
     names: list[str] = []
     for item in selection or ["*"]:
         if any(ch in item for ch in "*?["):
-            matched = list_architectures(item)
+            matched = _matching(item, known)
             if not matched:
                 raise RegistryError(f"pattern {item!r} matches no architecture")
+        elif item in known:
+            matched = [item]
         else:
-            matched = [get_architecture(item).name]
+            raise _unknown(item, known)
         names.extend(n for n in matched if n not in names)
     return names
+
+
+def declared_names(package: str = "models") -> set[str] | None:
+    """The architecture names that ``package``'s files register, read from their source
+    without importing them (and so without loading Keras or TensorFlow), together with
+    those already registered.
+
+    Returns:
+        The names, or None when a file registers in a way the source does not show (a
+        ``register`` call that is not a decorator with literal arguments): then only an
+        import can tell, and :func:`resolve` should be given no ``known``.
+    """
+    if _DISCOVERED:
+        return set(_REGISTRY)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    names = set(_REGISTRY)
+    for info in pkgutil.iter_modules(spec.submodule_search_locations):
+        if info.name.startswith("_") or info.name == "registry":
+            continue
+        path = Path(getattr(info.module_finder, "path", "")) / f"{info.name}.py"
+        if info.ispkg or not path.is_file():
+            return None  # a package or a compiled module: only its import tells
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue  # a broken file: its import fails and is reported then
+        found = _registered_in(tree)
+        if found is None:
+            return None
+        names |= found
+    return names
+
+
+def _registered_in(tree: ast.Module) -> set[str] | None:
+    """The names a module's ``@register`` decorators give, or None if it uses ``register``
+    in any other way."""
+    names: set[str] = set()
+    decorators = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                if _is_register(decorator):
+                    names.add(node.name)
+                    decorators.add(id(decorator))
+                elif isinstance(decorator, ast.Call) and _is_register(decorator.func):
+                    keywords = {k.arg: k.value for k in decorator.keywords}
+                    if decorator.args or None in keywords or not all(
+                            isinstance(v, ast.Constant) for v in keywords.values()):
+                        return None
+                    names.add(keywords["name"].value if "name" in keywords else node.name)
+                    decorators.update((id(decorator), id(decorator.func)))
+    for node in ast.walk(tree):
+        if _is_register(node) and id(node) not in decorators:
+            return None  # register(...) called, aliased or passed around
+    return names
+
+
+def _is_register(node: ast.AST) -> bool:
+    return ((isinstance(node, ast.Name) and node.id == "register")
+            or (isinstance(node, ast.Attribute) and node.attr == "register"))
 
 
 def snapshot() -> tuple[dict[str, Architecture], dict[str, str], bool]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import rundir, timing
+from reports import ReportError
 from reports.markdown import markdown_table, md_escape
 from reports.stats import (
     SIGNIFICANCE,
@@ -31,10 +32,6 @@ NUMERIC_RESULTS = [
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
     "trials_completed", "trials_failed",
 ]
-
-
-class ReportError(ValueError):
-    """The results cannot be reported as asked."""
 
 
 @dataclass

@@ -218,3 +218,19 @@ def test_report_over_several_run_directories_adds_the_cross_dataset_report(capsy
     assert out.split() == [str(runs[0] / "leaderboard.md"), str(runs[1] / "leaderboard.md"),
                            str(across)]
     assert "# archbench across datasets" in across.read_text()
+
+
+@pytest.mark.parametrize("selection,message", [
+    ("ghost", "unknown architecture 'ghost'"),
+    ("gh*", "pattern 'gh*' matches no architecture"),
+])
+def test_a_name_whose_file_fails_to_import_is_refused_after_the_import(
+        capsys, tmp_path, monkeypatch, selection, message):
+    from models import registry
+
+    real = registry.declared_names()
+    monkeypatch.setattr(registry, "declared_names", lambda: real | {"ghost"})  # in a broken file
+    code, out, err = run_cli(capsys, "run", "-o", str(tmp_path / "runs"), "-a", selection,
+                             "--budget", "smoke", "--wandb-mode", "disabled")
+    assert "input checked" in out, "the name read from the source passed the first check"
+    assert code == EXIT_BAD_INPUT and message in err

@@ -85,3 +85,48 @@ def test_broken_module_is_reported_and_others_still_list(tmp_path, monkeypatch):
     assert list(broken) == ["fakemodels.bad"]
     assert "not_a_real_module_xyz" in broken["fakemodels.bad"]
     assert list_architectures() == ["good_net"]
+
+
+def test_the_names_read_from_the_files_are_the_names_their_import_registers():
+    state = registry.snapshot()
+    try:
+        registry.restore(({}, {}, False))  # as in a fresh process: nothing imported yet
+        declared = registry.declared_names()
+    finally:
+        registry.restore(state)
+    assert declared is not None and REQUIRED <= declared
+    assert declared == set(list_architectures())
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("@register\ndef net(hp, s, n):\n    pass\n", {"net"}),
+    ("@register(name='other', family='toys')\ndef net(hp, s, n):\n    pass\n", {"other"}),
+    ("import models.registry\n@models.registry.register(family='x')\ndef net(hp, s, n):\n"
+     "    pass\n", {"net"}),
+    ("def net(hp, s, n):\n    pass\nregister(net)\n", None),  # only an import can tell
+    ("NAME = 'n'\n@register(name=NAME)\ndef net(hp, s, n):\n    pass\n", None),
+    ("def (:\n", set()),  # a broken file: its import fails and is reported then
+])
+def test_names_are_read_from_the_source_or_left_to_the_import(tmp_path, monkeypatch, source,
+                                                               expected):
+    package = tmp_path / "toymodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text("from models.registry import register\n" + source)
+    (package / "_helpers.py").write_text("register = None\n")  # private: not scanned
+    monkeypatch.syspath_prepend(str(tmp_path))
+    state = registry.snapshot()
+    try:
+        registry.restore(({}, {}, False))
+        assert registry.declared_names("toymodels") == expected
+    finally:
+        registry.restore(state)
+
+
+def test_resolve_against_declared_names_suggests_and_expands_without_importing():
+    known = {"resnet", "wide_resnet", "mlp"}
+    assert resolve(["*resnet", "mlp"], known) == ["resnet", "wide_resnet", "mlp"]
+    with pytest.raises(RegistryError, match="did you mean resnet"):
+        resolve(["resnt"], known)
+    with pytest.raises(RegistryError, match="matches no architecture"):
+        resolve(["vgg*"], known)

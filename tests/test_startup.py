@@ -62,3 +62,55 @@ def test_version_is_the_packages_and_needs_no_tensorflow():
          "print('tensorflow' in sys.modules)"],
         cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["archbench", declared["project"]["version"], "False"]
+
+
+HEAVY = ("tensorflow", "keras", "keras_tuner", "wandb", "pandas")
+
+
+def _bad_inputs(tmp_path):
+    """argv -> what the one-line error says, for each kind of input check."""
+    from benchmarks import rundir
+    from tests.test_data import write_fake_dataset
+
+    fm = tmp_path / "fm"
+    write_fake_dataset(fm)
+    labels = (fm / "train-labels-idx1-ubyte.gz").read_bytes()
+    (fm / "train-images-idx3-ubyte.gz").write_bytes(labels)  # a wrong magic number
+    old = tmp_path / "runs" / "old"
+    old.mkdir(parents=True)
+    rundir.write_json(old / rundir.MANIFEST, {"budget": {"hash": "other", "fields": {}}})
+    return {
+        "folder": (["--dataset", "folder", "--data-dir", str(tmp_path / "none")],
+                   "does not exist"),
+        "architecture": (["-a", "resnt"], "unknown architecture 'resnt'; did you mean resnet"),
+        "budget": (["--budget", "huge"], "unknown budget 'huge'"),
+        "magic": (["--dataset", "fashion_mnist", "--data-dir", str(fm)], "wrong magic number"),
+        "run directory": (["-a", "mlp", "--budget", "smoke", "--output", str(tmp_path / "runs"),
+                           "--name", "old"], "holds a run with a different budget"),
+        "wandb": (["--wandb-mode", "loud"], "unknown --wandb-mode 'loud'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["folder", "architecture", "budget", "magic", "run directory",
+                                  "wandb"])
+def test_bad_input_is_refused_before_tensorflow_wandb_or_pandas_load(tmp_path, case):
+    argv, message = _bad_inputs(tmp_path)[case]
+    code = ("import sys\nfrom benchmarks.cli import main\ncode = main(['run', *sys.argv[1:]])\n"
+            f"print(code, [m for m in {HEAVY!r} if m in sys.modules])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=Path(__file__).parents[1],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "2 []", (done.stdout, done.stderr[-2000:])
+    assert done.stderr.startswith("archbench: error: ") and message in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_preloaded_dataset_is_taken_once():
+    from benchmarks.data import DataRequest
+    from benchmarks.datasets import load_dataset, preload
+
+    request = DataRequest("digits")
+    loaded = preload(request, seed=1)
+    assert load_dataset(request, seed=1) is loaded
+    again = load_dataset(request, seed=1)
+    assert again is not loaded and (again.x_train == loaded.x_train).all()
