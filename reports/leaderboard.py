@@ -311,7 +311,11 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
             "seeds each: Welch's t-test on the seeds' test accuracies (it counts training "
             "randomness); else the exact McNemar test on the same test images (it counts only "
             "which test images were drawn). p (Holm): corrected for the number of comparisons; "
-            f"\"wins\" needs it below {SIGNIFICANCE} and a positive difference.",
+            f"\"wins\" needs it below {SIGNIFICANCE} and a positive difference. The interval "
+            "agrees with the test: McNemar's is the exact (Clopper-Pearson) interval over the "
+            "images the two disagree on, Welch's the t interval. Smallest detectable: the "
+            "smallest difference the test would have called significant (before Holm) with "
+            "the same disagreeing images or the same seed spread.",
             "", significance_table(table, tests), "",
         ]
     parts += sections or []

@@ -72,6 +72,9 @@ class PairedComparison:
     p_value: float
     test: str = MCNEMAR
     p_adjusted: float | None = None  # Holm-corrected over the winner's comparisons
+    # The smallest accuracy difference this test could have called significant (p < 0.05)
+    # with the same discordant images (McNemar) or the same spread (Welch); None: none could.
+    detectable: float | None = None
 
     @property
     def significant(self) -> bool:
@@ -81,17 +84,42 @@ class PairedComparison:
 
 
 def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> PairedComparison:
-    """McNemar test and the accuracy difference (normal interval) of paired predictions."""
+    """Exact McNemar test of paired predictions, with the interval that inverts it.
+
+    The interval is conditional on the ``b + c`` discordant images: the Clopper-Pearson
+    interval of the share ``b / (b + c)`` (the equal-tailed inversion of the same binomial
+    test, so it holds 0 exactly when p >= 0.05), mapped to the accuracy difference
+    ``(b - c) / n``. With no discordant image it is the exact bound on how many of ``n``
+    images could disagree unseen.
+    """
     if best_correct.shape != other_correct.shape:
         raise ValueError("paired predictions must cover the same test images")
     n = len(best_correct)
     b = int(np.sum(best_correct & ~other_correct))
     c = int(np.sum(~best_correct & other_correct))
-    difference = (b - c) / n
-    variance = (b + c - (b - c) ** 2 / n) / n**2
-    half = Z_95 * math.sqrt(max(variance, 0.0))
-    return PairedComparison(b, c, difference, difference - half, difference + half,
-                            mcnemar_exact(b, c))
+    if b + c:
+        share = scipy_stats.binomtest(b, b + c).proportion_ci(1 - SIGNIFICANCE, "exact")
+        low, high = ((b + c) * (2 * share.low - 1) / n, (b + c) * (2 * share.high - 1) / n)
+    else:
+        unseen = scipy_stats.binomtest(0, n).proportion_ci(1 - SIGNIFICANCE, "exact").high
+        low, high = -unseen, unseen
+    return PairedComparison(b, c, (b - c) / n, low, high, mcnemar_exact(b, c),
+                            detectable=mcnemar_detectable(b + c, n))
+
+
+def mcnemar_detectable(discordant: int, n: int) -> float | None:
+    """The smallest accuracy difference ``(b - c) / n`` with ``b + c = discordant`` that the
+    exact McNemar test calls significant; None when even ``discordant`` to 0 would not be."""
+    if mcnemar_exact(discordant, 0) >= SIGNIFICANCE:
+        return None
+    low, high = 0, discordant // 2  # the largest minority count c that is still significant
+    while low < high:
+        middle = (low + high + 1) // 2
+        if mcnemar_exact(discordant - middle, middle) < SIGNIFICANCE:
+            low = middle
+        else:
+            high = middle - 1
+    return (discordant - 2 * low) / n
 
 
 def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
@@ -102,9 +130,10 @@ def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
     if math.isnan(result.pvalue):  # no spread on either side
         return PairedComparison(None, None, difference, difference, difference,
                                 0.0 if difference else 1.0, WELCH)
-    interval = result.confidence_interval(0.95)
+    interval = result.confidence_interval(1 - SIGNIFICANCE)
     return PairedComparison(None, None, difference, float(interval.low), float(interval.high),
-                            float(result.pvalue), WELCH)
+                            float(result.pvalue), WELCH,
+                            detectable=float(interval.high - interval.low) / 2)
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -71,10 +71,17 @@ def _tie_text(tied: list[str], tests: dict[str, PairedComparison], n: int) -> st
     if not tied:
         return (f"; it beats every other architecture ({kinds}, Holm-adjusted p < "
                 f"{SIGNIFICANCE})") if n > 1 else ""
-    names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm {tests[a].p_adjusted:.3f})"
-                      for a in tied)
+    names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm {tests[a].p_adjusted:.3f}; "
+                      f"{_detectable_text(tests[a])})" for a in tied)
     return (f"; **no significant difference** from {names} ({kinds}): the order among them "
             "may be noise")
+
+
+def _detectable_text(test: PairedComparison) -> str:
+    """What the test could have seen: the smallest difference it would call significant."""
+    if test.detectable is None:
+        return "too few differing results for any difference to be detectable"
+    return f"it detects differences of {test.detectable:.4f} or more"
 
 
 def _scope_text(tests: dict[str, PairedComparison]) -> str:
@@ -91,10 +98,12 @@ def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) 
             md_escape(arch), t.test, "-" if t.only_best is None else t.only_best,
             "-" if t.only_other is None else t.only_other,
             f"{t.difference:+.4f} [{t.low:+.4f}, {t.high:+.4f}]", f"{t.p_value:.4g}",
-            f"{t.p_adjusted:.4g}", f"{best} wins" if t.significant else "no significant difference",
+            f"{t.p_adjusted:.4g}", "-" if t.detectable is None else f"{t.detectable:.4f}",
+            f"{best} wins" if t.significant else "no significant difference",
         ]
         for arch, t in tests.items()
     ]
     headers = ["against", "test", f"only {best} right", "only the other right",
-               "accuracy difference [95% CI]", "p", "p (Holm)", "verdict"]
+               "accuracy difference [95% CI]", "p", "p (Holm)", "smallest detectable",
+               "verdict"]
     return markdown_table(rows, headers)

@@ -198,12 +198,16 @@ def test_significance_calls_a_noisy_win_a_tie(tmp_path):
     write_predictions(run, "mid_net", mid)
     write_predictions(run, "small_net", small)
     text = render(load_run(run))
-    assert "**no significant difference** from mid\\_net (p = 0.625, Holm 0.625)" in text
+    assert ("**no significant difference** from mid\\_net (p = 0.625, Holm 0.625; too few "
+            "differing results for any difference to be detectable)") in text
     assert "not training randomness" in text, "one seed: the verdict says what it covers"
     rows = {r[0]: r for r in table_rows(text, "## Is the win real?")}
     assert rows["mid\\_net"][-1] == "no significant difference"
     assert rows["small\\_net"][-1] == "big\\_net wins"
     assert rows["small\\_net"][1:4] == ["exact McNemar", "19", "0"]
+    # 19 disagreeing of 100 images: 15 to 4 is the closest split still significant (p 0.019;
+    # 14 to 5: 0.064), so (15 - 4) / 100; 4 disagreeing can never be (4 to 0: p 0.125)
+    assert rows["small\\_net"][7] == "0.1100" and rows["mid\\_net"][7] == "-"
     assert float(rows["small\\_net"][6]) == pytest.approx(2 * float(rows["small\\_net"][5]), rel=1e-3)
 
 
@@ -377,3 +381,32 @@ def test_where_the_time_went_shows_each_phase_and_the_suite_overhead(tmp_path):
 
 def test_no_time_section_for_runs_made_before_it_existed(tmp_path):
     assert "## Where the time went" not in render(load_run(make_run(tmp_path, ROWS)))
+
+
+@pytest.mark.parametrize("n", [60, 1000])
+def test_the_paired_interval_holds_zero_exactly_when_the_exact_test_does_not_reject(n):
+    for only_best in range(0, 26):
+        for only_other in range(0, 26):
+            if only_best + only_other > n:
+                continue
+            test = compare_paired(*correctness(only_best, only_other, n - only_best - only_other, 0))
+            assert test.low <= test.difference <= test.high
+            holds_zero = test.low <= 0 <= test.high
+            assert holds_zero == (test.p_value >= 0.05), (only_best, only_other, test)
+    none = compare_paired(*correctness(0, 0, n, 0))
+    assert none.low < 0 < none.high, "no disagreement is not proof of no difference"
+    assert none.high == pytest.approx(1 - 0.025 ** (1 / n))  # exact bound for 0 of n
+
+
+def test_smallest_detectable_difference_by_hand():
+    from reports.stats import compare_seeds, mcnemar_detectable
+
+    # 10 disagreeing images: 9 to 1 gives p = 22/1024 < 0.05, 8 to 2 gives 112/1024 > 0.05
+    assert mcnemar_detectable(10, 100) == pytest.approx((9 - 1) / 100)
+    assert mcnemar_detectable(5, 100) is None  # even 5 to 0 gives p = 0.0625
+    assert mcnemar_detectable(6, 100) == pytest.approx(6 / 100)  # 6 to 0: p = 0.03125
+    test = compare_seeds([0.90, 0.91, 0.92], [0.90, 0.905, 0.91])
+    assert test.detectable == pytest.approx((test.high - test.low) / 2)
+    significant = compare_seeds([0.90 + test.detectable * 1.01 + d for d in (0, 0.01, 0.02)],
+                                [0.90, 0.905, 0.91])
+    assert significant.p_value < 0.05  # just above the detectable difference: detected
