@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmarks import rundir, timing
 from reports import ReportError
+from reports.enough import enough_section, expected_best_curves, reorder_warning
 from reports.markdown import markdown_table, md_escape
 from reports.stats import (
     SIGNIFICANCE,
@@ -295,7 +296,11 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
     table = ranked(data)
     tests = significance(table, data.correct, data.seed_accuracy)
     parts = [f"# archbench leaderboard: {md_escape(data.manifest['name'])}", "",
-             *header(data.manifest), "", "## Verdict", "", *verdict(table, tests), ""]
+             *header(data.manifest), "", "## Verdict", "", *verdict(table, tests)]
+    order = list(table["architecture"]) if not table.empty else []
+    curves = expected_best_curves(data.trials)
+    warning = reorder_warning(curves, order)
+    parts += [warning, ""] if warning else [""]
     parts += [
         "## Architectures, ranked by test accuracy", "",
         "Test accuracy: mean over the final seeds with its 95% interval (Student t over seeds "
@@ -318,6 +323,7 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
             "the same disagreeing images or the same seed spread.",
             "", significance_table(table, tests), "",
         ]
+    parts += enough_section(curves, order)
     parts += sections or []
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
               f" unless flagged: {equal_part(data.manifest)}.{_cap_sentence(data.manifest)}", "",

@@ -12,12 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from reports.enough import expected_best_curves  # noqa: E402
+
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 8, 5, 100  # 800 x 500 px
 
 ACCURACY_VS_PARAMS = "accuracy_vs_parameters.png"
 ACCURACY_VS_LATENCY = "accuracy_vs_latency.png"
 VALIDATION_CURVES = "validation_curves.png"
 TRIAL_SCORES = "trial_scores.png"
+EXPECTED_BEST = "expected_best.png"
 
 
 def _figure(title: str, xlabel: str, ylabel: str):
@@ -140,6 +143,22 @@ def trial_scores(trials: pd.DataFrame, path: Path, subtitle: str = "") -> Path |
     return _save(fig, path)
 
 
+def expected_best_plot(curves: dict, path: Path, subtitle: str = "") -> Path | None:
+    """Each architecture's expected best validation score against the number of trials,
+    with a band of one standard deviation; None when no architecture has two trials."""
+    if not any(len(means) > 1 for means, _ in curves.values()):
+        return None
+    fig, ax = _figure(_titled("Expected best validation score vs number of trials", subtitle),
+                      "trials", "expected best validation accuracy")
+    for arch, (means, stds) in sorted(curves.items()):
+        n = range(1, len(means) + 1)
+        (line,) = ax.plot(n, means, marker="o", markersize=3, label=arch)
+        ax.fill_between(n, means - stds, means + stds, color=line.get_color(), alpha=0.12)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    _legend(ax)
+    return _save(fig, path)
+
+
 def _titled(title: str, subtitle: str) -> str:
     return f"{title}\n{subtitle}" if subtitle else title
 
@@ -162,6 +181,8 @@ def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path,
         plots["Validation accuracy per epoch"] = validation_curves(
             trials, best_ids, directory / VALIDATION_CURVES, subtitle)
     plots["Trial scores"] = trial_scores(trials, directory / TRIAL_SCORES, subtitle)
+    plots["Expected best validation score vs trials"] = expected_best_plot(
+        expected_best_curves(trials), directory / EXPECTED_BEST, subtitle)
     return {title: path for title, path in plots.items() if path is not None}
 
 

@@ -262,3 +262,25 @@ def _needed(distribution: np.ndarray, exact: bool) -> float | None:
         if permutation_p_value(magnitudes, float(value), exact) < SIGNIFICANCE:
             return float(value)
     return None
+
+
+def expected_best(scores: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected best score of a search of n = 1..N trials, and its standard deviation,
+    estimated from N observed trial scores (Dodge et al. 2019, "Show your work"): the
+    maximum of n draws with replacement from the empirical distribution of the scores.
+
+    Returns:
+        (means, standard deviations), each of length N; entry n - 1 is for n trials.
+    """
+    values = np.sort(np.asarray(scores, dtype=float))
+    count = len(values)
+    if count == 0:
+        return np.array([]), np.array([])
+    share = np.arange(count + 1) / count  # P(score <= v_(i)) = i / N
+    means, stds = [], []
+    for n in range(1, count + 1):
+        weights = np.diff(share**n)  # P(max of n draws = v_(i))
+        mean = float(weights @ values)
+        means.append(mean)
+        stds.append(math.sqrt(max(float(weights @ values**2) - mean**2, 0.0)))
+    return np.array(means), np.array(stds)
