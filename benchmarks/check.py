@@ -76,6 +76,6 @@ def check_architecture(
     if not math.isfinite(loss):
         raise CheckFailed(f"training step gave a non-finite loss ({loss})")
     report(f"  one training step: loss {loss:.4f}")
-    latency_ms, _ = inference_speed(compiled, x)
+    latency_ms, _, _ = inference_speed(compiled, x)
     report(f"  forward latency at batch 1: {latency_ms:.2f} ms")
 

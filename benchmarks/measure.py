@@ -6,7 +6,7 @@ read only after the result is on the host, and the median of several repeats is 
 
 from __future__ import annotations
 
-import statistics
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -14,25 +14,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-TRAIN_TIMING_BATCHES = 8  # batches per timed training repeat
-TRAIN_TIMING_REPEATS = 3
-LATENCY_CALLS = 30  # batch-1 calls per timed repeat
+TRAIN_WINDOW_SECONDS = 3.0  # training throughput: one timed window at least this long
+TRAIN_WINDOW_MIN_BATCHES = 8  # ... and of at least this many batches (as the data allows)
+TRAIN_WARMUP_BATCHES = 3  # untimed batches that trace the training step first
+LATENCY_CALLS = 50  # batch-1 calls, each timed with its result on the host
 THROUGHPUT_BATCH = 256
-THROUGHPUT_CALLS = 3  # batch-256 calls per timed repeat
-REPEATS = 5
+THROUGHPUT_CALLS = 10  # batch-256 calls, likewise
 WARMUP_CALLS = 3
 # What every measurement was taken under: written to the manifest and the leaderboard.
 SETTINGS = {
-    "train_timing_batches": TRAIN_TIMING_BATCHES,
-    "train_timing_repeats": TRAIN_TIMING_REPEATS,
-    "train_warmup_epochs": 1,
+    "train_window_seconds": TRAIN_WINDOW_SECONDS,
+    "train_window_min_batches": TRAIN_WINDOW_MIN_BATCHES,
+    "train_warmup_batches": TRAIN_WARMUP_BATCHES,
     "latency_batch": 1,
     "latency_calls": LATENCY_CALLS,
     "throughput_batch": THROUGHPUT_BATCH,
     "throughput_calls": THROUGHPUT_CALLS,
-    "inference_repeats": REPEATS,
     "inference_warmup_calls": WARMUP_CALLS,
-    "statistic": "median",
+    "each_call_synchronised": True,
+    "statistic": "median, interquartile range",
 }
 
 
@@ -46,6 +46,8 @@ class Measurements:
     epoch_seconds: float
     inference_latency_ms: float
     inference_images_per_second: float
+    inference_latency_iqr_ms: float  # interquartile range of the individual calls
+    train_images_per_second_iqr: float  # of the individual batches of the timed window
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -88,57 +90,89 @@ def model_size(model: keras.Model) -> tuple[int, int, int]:
     return trainable, total, weight_bytes
 
 
+class _BatchClock(keras.callbacks.Callback):
+    """The time at the end of every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.ends.append(time.perf_counter())
+
+
 def training_throughput(
     model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
-) -> float:
-    """Training images per second through ``model.fit`` on already-traced functions.
+) -> tuple[float, float]:
+    """Training images per second over one timed window of ``model.fit``, and the
+    interquartile range of the window's per-batch rates.
 
-    One untimed epoch traces and warms up the training step; then each repeat fits
-    ``TRAIN_TIMING_BATCHES`` batches and the median repeat is used. The model's weights
-    change: measure a copy, or after the weights that matter are saved.
+    A few untimed batches trace the training step; their pace sizes the window to at least
+    ``TRAIN_WINDOW_SECONDS`` (and ``TRAIN_WINDOW_MIN_BATCHES``), as far as ``x`` holds
+    whole batches. The window runs from the end of its first batch (``fit``'s set-up
+    excluded) to the end of its last. The model's weights change: measure a copy, or after
+    the weights that matter are saved.
     """
-    n = min(len(x), TRAIN_TIMING_BATCHES * batch_size)
-    x, y = x[:n], y[:n]
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-    times = []
-    for _ in range(TRAIN_TIMING_REPEATS):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times)
+    whole = max(1, len(x) // batch_size)
+    warmup = min(whole, TRAIN_WARMUP_BATCHES) * batch_size
+    clock = _BatchClock()
+    model.fit(x[:warmup], y[:warmup], batch_size=batch_size, epochs=1, verbose=0,
+              shuffle=False, callbacks=[clock])
+    pace = np.diff(clock.ends)
+    per_batch = float(np.median(pace)) if len(pace) else clock.ends[-1] - clock.ends[0] or 1e-3
+    batches = int(min(whole, max(TRAIN_WINDOW_MIN_BATCHES, 1 + TRAIN_WINDOW_SECONDS / per_batch)))
+    clock = _BatchClock()
+    n = max(batches, 2) * batch_size if whole >= 2 else len(x)
+    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=[clock])
+    if len(clock.ends) < 2:
+        return math.nan, math.nan
+    rates = batch_size / np.diff(clock.ends)
+    window = clock.ends[-1] - clock.ends[0]
+    return (len(clock.ends) - 1) * batch_size / window, _iqr(rates)
 
 
-def _timed_calls(fn, batch: tf.Tensor, calls: int) -> float:
-    """Median seconds per call of ``fn(batch)`` over REPEATS repeats of ``calls`` calls."""
+def _iqr(values: np.ndarray) -> float:
+    low, high = np.percentile(values, [25, 75])
+    return float(high - low)
+
+
+def _call_seconds(fn, batch: tf.Tensor, calls: int) -> np.ndarray:
+    """Seconds of each of ``calls`` calls of ``fn(batch)``, after warm-up calls; every call's
+    result is on the host before the clock stops and the next call starts, so a device
+    that pipelines calls cannot make latency look like throughput."""
     for _ in range(WARMUP_CALLS):
         fn(batch).numpy()
-    per_call = []
-    for _ in range(REPEATS):
+    seconds = np.empty(calls)
+    for i in range(calls):
         start = time.perf_counter()
-        for _ in range(calls):
-            out = fn(batch)
-        out.numpy()  # the clock stops only once the last result is on the host
-        per_call.append((time.perf_counter() - start) / calls)
-    return statistics.median(per_call)
+        fn(batch).numpy()
+        seconds[i] = time.perf_counter() - start
+    return seconds
 
 
-def inference_speed(model: keras.Model, sample: np.ndarray) -> tuple[float, float]:
-    """Batch-1 latency (ms) and batch-256 throughput (images/s) of a compiled forward call.
+def inference_speed(model: keras.Model, sample: np.ndarray,
+                    jit_compile: bool = False) -> tuple[float, float, float]:
+    """Batch-1 latency (median ms), its interquartile range (ms) and batch-256 throughput
+    (images/s at the median call) of the forward pass, compiled as training compiles it
+    (``jit_compile``: XLA).
 
     ``model.predict`` adds tens of milliseconds of per-call overhead, so a traced
     ``tf.function`` of the forward pass is timed instead.
     """
-    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True,
+                          jit_compile=jit_compile)
     single = tf.constant(sample[:1])
     reps = int(np.ceil(THROUGHPUT_BATCH / len(sample)))
     big = tf.constant(np.concatenate([sample] * reps)[:THROUGHPUT_BATCH])
-    latency = _timed_calls(forward, single, LATENCY_CALLS)
-    per_batch = _timed_calls(forward, big, THROUGHPUT_CALLS)
-    return latency * 1000.0, THROUGHPUT_BATCH / per_batch
+    latency = _call_seconds(forward, single, LATENCY_CALLS) * 1000.0
+    per_batch = _call_seconds(forward, big, THROUGHPUT_CALLS)
+    return float(np.median(latency)), _iqr(latency), THROUGHPUT_BATCH / float(np.median(per_batch))
 
 
 def measure(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch_images: int
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch_images: int,
+    jit_compile: bool | None = None,
 ) -> Measurements:
     """Every measurement of one trained, compiled model.
 
@@ -147,10 +181,14 @@ def measure(
         x, y: training images and labels to time on.
         batch_size: the budget's batch size.
         epoch_images: images in one epoch of the final training, for ``epoch_seconds``.
+        jit_compile: the forward pass compiled with XLA; default: as the model's training is.
     """
+    if jit_compile is None:
+        jit_compile = getattr(model, "jit_compile", False) is True
     trainable, total, weight_bytes = model_size(model)
-    latency_ms, images_per_second = inference_speed(model, x[:THROUGHPUT_BATCH])
-    train_speed = training_throughput(model, x, y, batch_size)
+    latency_ms, latency_iqr, images_per_second = inference_speed(
+        model, x[:THROUGHPUT_BATCH], jit_compile)
+    train_speed, train_iqr = training_throughput(model, x, y, batch_size)
     return Measurements(
         trainable_params=trainable,
         total_params=total,
@@ -160,4 +198,6 @@ def measure(
         epoch_seconds=epoch_images / train_speed,
         inference_latency_ms=latency_ms,
         inference_images_per_second=images_per_second,
+        inference_latency_iqr_ms=latency_iqr,
+        train_images_per_second_iqr=train_iqr,
     )

@@ -64,6 +64,8 @@ RESULT_COLUMNS = [
     "epoch_seconds",
     "inference_latency_ms",
     "inference_images_per_second",
+    "inference_latency_iqr_ms",  # interquartile range of the batch-1 calls
+    "train_images_per_second_iqr",  # of the timed window's batches
     "trials_completed",
     "trials_failed",
     "search_space_size",  # distinct configurations of its space, learning rate aside
@@ -78,6 +80,7 @@ RESULT_COLUMNS = [
 MEASUREMENT_COLUMNS = [
     "trainable_params", "total_params", "weight_bytes", "macs_per_image", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
+    "inference_latency_iqr_ms", "train_images_per_second_iqr",
 ]
 RESULT_KEY = ["architecture"]
 NOT_APPLICABLE = "not applicable"  # a results.csv status besides "ok" and "failed"

@@ -31,7 +31,8 @@ NUMERIC_RESULTS = [
     "val_accuracy", "test_accuracy", "test_accuracy_std", "test_loss", "final_seeds",
     "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
-    "trials_completed", "trials_failed",
+    "inference_latency_iqr_ms", "train_images_per_second_iqr", "trials_completed",
+    "trials_failed",
 ]
 
 
@@ -109,8 +110,8 @@ def ranked(data: RunData) -> pd.DataFrame:
     ok["test_accuracy_low"] = [low for low, _ in intervals]
     ok["test_accuracy_high"] = [high for _, high in intervals]
     ok["pareto"] = pareto_optimal(
-        ok["test_accuracy"].tolist(), ok["inference_latency_ms"].tolist(), ok["total_params"].tolist()
-    )
+        ok["test_accuracy"].tolist(), ok["inference_latency_ms"].tolist(),
+        ok["total_params"].tolist(), ok["inference_latency_iqr_ms"].tolist())
     return ok
 
 
@@ -132,7 +133,7 @@ def short_hp(text: str) -> str:
 
 MAIN_HEADERS = [
     "rank", "architecture", "test accuracy [95% CI]", "val accuracy", "parameters", "weights",
-    "train images/s", "s/epoch", "latency ms (batch 1)", "inference images/s", "Pareto",
+    "train images/s", "s/epoch", "latency ms (batch 1, median)", "inference images/s", "Pareto",
     "best hyperparameters", "W&B run",
 ]
 
@@ -144,13 +145,18 @@ def main_table(table: pd.DataFrame) -> str:
             f"{r['test_accuracy']:.4f} [{r['test_accuracy_low']:.4f}, {r['test_accuracy_high']:.4f}]",
             f"{r['val_accuracy']:.4f}", f"{int(r['total_params']):,}",
             f"{r['weight_bytes'] / 1024:,.0f} KiB", f"{r['train_images_per_second']:,.0f}",
-            f"{r['epoch_seconds']:.1f}", f"{r['inference_latency_ms']:.2f}",
+            f"{r['epoch_seconds']:.1f}", _with_spread(r["inference_latency_ms"],
+                                                      r["inference_latency_iqr_ms"]),
             f"{r['inference_images_per_second']:,.0f}", "yes" if r["pareto"] else "",
             md_escape(short_hp(r["best_hyperparameters"])), md_escape(r["wandb_run_id"] or "-"),
         ]
         for _, r in table.iterrows()
     ]
     return markdown_table(rows, MAIN_HEADERS)
+
+
+def _with_spread(value: float, spread: float) -> str:
+    return f"{value:.2f}" if math.isnan(spread) else f"{value:.2f} (IQR {spread:.2f})"
 
 
 def equal_part(manifest: dict[str, Any]) -> str:

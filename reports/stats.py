@@ -146,21 +146,55 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def pareto_optimal(accuracy: list[float], latency: list[float], params: list[float]) -> list[bool]:
+def pareto_optimal(accuracy: list[float], latency: list[float], params: list[float],
+                   latency_spread: list[float] | None = None) -> list[bool]:
     """Which rows no other row dominates.
 
     A row is dominated when another is at least as good on all three criteria (higher
-    accuracy, lower latency, fewer parameters) and strictly better on one.
+    accuracy, lower latency, fewer parameters) and strictly better on one. With
+    ``latency_spread`` (each latency's interquartile range), latencies whose ranges overlap
+    count as equal: a latency is better only beyond the noise. A row missing any criterion
+    is never optimal and dominates none.
     """
-    points = list(zip(accuracy, latency, params, strict=True))
+    spread = [0.0] * len(latency) if latency_spread is None else [
+        0.0 if math.isnan(v) else v for v in latency_spread]
+    points = list(zip(accuracy, latency, params, spread, strict=True))
+    complete = [not any(math.isnan(v) for v in point[:3]) for point in points]
     flags = []
-    for i, (acc, lat, par) in enumerate(points):
-        dominated = any(
-            a >= acc and la <= lat and p <= par and (a > acc or la < lat or p < par)
-            for j, (a, la, p) in enumerate(points)
-            if j != i
-        )
+    for i, (acc, lat, par, noise) in enumerate(points):
+        if not complete[i]:
+            flags.append(False)
+            continue
+        dominated = False
+        for j, (a, la, p, other_noise) in enumerate(points):
+            if j == i or not complete[j]:
+                continue
+            tolerance = (noise + other_noise) / 2  # the two ranges overlap within this
+            if (a >= acc and la <= lat + tolerance and p <= par
+                    and (a > acc or la < lat - tolerance or p < par)):
+                dominated = True
+                break
         flags.append(not dominated)
+    return flags
+
+
+def within_noise(values: list[float], spreads: list[float], smallest: bool) -> list[bool]:
+    """Which values are as good as the best one within the measurement's noise: their
+    interquartile ranges overlap the best's. Missing values never are; a missing spread
+    counts as none."""
+    present = [i for i, v in enumerate(values) if not math.isnan(v)]
+    if not present:
+        return [False] * len(values)
+    best = (min if smallest else max)(present, key=lambda i: values[i])
+    half = [0.0 if math.isnan(s) else s / 2 for s in spreads]
+    flags = []
+    for i, value in enumerate(values):
+        if math.isnan(value):
+            flags.append(False)
+        elif smallest:
+            flags.append(value - half[i] <= values[best] + half[best])
+        else:
+            flags.append(value + half[i] >= values[best] - half[best])
     return flags
 
 

@@ -15,6 +15,7 @@ from reports.stats import (
     compare_paired,
     compare_seeds,
     holm,
+    within_noise,
 )
 
 
@@ -48,20 +49,40 @@ def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> list[str
              f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tied, tests, len(table))
              + _scope_text(tests)]
     criteria = [
-        ("Fastest at inference", "inference_latency_ms", True, "{:.2f} ms per image at batch 1"),
-        ("Fastest to train", "train_images_per_second", False, "{:,.0f} training images/s"),
-        ("Smallest", "total_params", True, "{:,.0f} parameters"),
+        ("Fastest at inference", "inference_latency_ms", "inference_latency_iqr_ms", True,
+         "{:.2f} ms per image at batch 1"),
+        ("Fastest to train", "train_images_per_second", "train_images_per_second_iqr", False,
+         "{:,.0f} training images/s"),
+        ("Smallest", "total_params", None, True, "{:,.0f} parameters"),
     ]
-    for label, column, smallest, fmt in criteria:
-        row = table.loc[table[column].idxmin() if smallest else table[column].idxmax()]
-        cost = ""
-        if row["architecture"] != top["architecture"]:
-            cost = f"; {top['test_accuracy'] - row['test_accuracy']:.4f} less test accuracy than the most accurate"
-        lines.append(f"- **{label}**: {md_escape(row['architecture'])} ({fmt.format(row[column])}{cost})")
+    for label, column, spread, smallest, fmt in criteria:
+        lines.append(_criterion_line(table, label, column, spread, smallest, fmt))
     front = ", ".join(md_escape(a) for a in table.loc[table["pareto"], "architecture"])
     lines.append(f"- **Pareto-optimal** (no other is at least as accurate, fast and small, and "
-                 f"better on one): {front}")
+                 f"better on one; latencies within each other's noise count as equal): {front}")
     return lines
+
+
+def _criterion_line(table: pd.DataFrame, label: str, column: str, spread: str | None,
+                    smallest: bool, fmt: str) -> str:
+    """The best architecture on one measurement, and every other within its noise (their
+    interquartile ranges overlap; exact ties for a count)."""
+    values = table[column].astype(float).tolist()
+    spreads = table[spread].astype(float).tolist() if spread in table else [0.0] * len(values)
+    close = within_noise(values, spreads, smallest)
+    if not any(close):
+        return f"- **{label}**: not measured"
+    present = [i for i, v in enumerate(values) if v == v]
+    best = (min if smallest else max)(present, key=lambda i: values[i])
+    row, top = table.iloc[best], table.iloc[0]
+    cost = ""
+    if row["architecture"] != top["architecture"]:
+        cost = f"; {top['test_accuracy'] - row['test_accuracy']:.4f} less test accuracy than the most accurate"
+    others = [f"{md_escape(table.iloc[i]['architecture'])} ({fmt.format(values[i])})"
+              for i, near in enumerate(close) if near and i != best]
+    noise = (f"; within its measurement noise (overlapping interquartile ranges): "
+             f"{', '.join(others)}" if others else "")
+    return f"- **{label}**: {md_escape(row['architecture'])} ({fmt.format(row[column])}{cost}){noise}"
 
 
 def _tie_text(tied: list[str], tests: dict[str, PairedComparison], n: int) -> str:

@@ -410,3 +410,16 @@ def test_smallest_detectable_difference_by_hand():
     significant = compare_seeds([0.90 + test.detectable * 1.01 + d for d in (0, 0.01, 0.02)],
                                 [0.90, 0.905, 0.91])
     assert significant.p_value < 0.05  # just above the detectable difference: detected
+
+
+def test_fastest_names_every_architecture_within_the_measurement_noise(tmp_path):
+    rows = [result("small_net", 0.80, 1_000, 0.5, 900.0, inference_latency_iqr_ms=0.2),
+            result("big_net", 0.90, 100_000, 3.0, 100.0, inference_latency_iqr_ms=0.1),
+            result("mid_net", 0.85, 10_000, 1.0, 5000.0, inference_latency_iqr_ms=1.0)]
+    text = render(load_run(make_run(tmp_path, rows)))
+    line = next(x for x in text.splitlines() if x.startswith("- **Fastest at inference**"))
+    assert line.startswith("- **Fastest at inference**: small\\_net (0.50 ms")
+    assert line.endswith("within its measurement noise (overlapping interquartile ranges): "
+                         "mid\\_net (1.00 ms per image at batch 1)")
+    [row] = [r for r in table_rows(text) if r[1] == "mid\\_net"]
+    assert row[8] == "1.00 (IQR 1.00)"

@@ -1,0 +1,73 @@
+"""Measurements as defined: latency per synchronised call, one training window, spreads,
+and the verdict's "within noise"."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks import measure
+from reports.stats import pareto_optimal, within_noise
+
+SLEEP = 0.004
+
+
+class Deferred:
+    """A result whose work happens when it is read, as on a device that queues calls."""
+
+    def numpy(self):
+        time.sleep(SLEEP)
+        return np.zeros(1)
+
+
+def test_latency_is_the_median_of_calls_each_waited_for():
+    seconds = measure._call_seconds(lambda batch: Deferred(), None, measure.LATENCY_CALLS)
+    assert len(seconds) == measure.LATENCY_CALLS >= 50
+    # Timing 30 calls with one wait after the last would report SLEEP / 30 per call.
+    assert np.median(seconds) >= SLEEP
+    assert np.median(seconds) < SLEEP * 5
+
+
+def test_inference_speed_of_a_model_has_a_median_a_spread_and_a_throughput():
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    latency, spread, throughput = measure.inference_speed(model, np.zeros((4, 8, 8, 1), "float32"))
+    assert latency > 0 and spread >= 0 and throughput > 0
+
+
+def test_training_throughput_is_one_window_of_whole_batches(monkeypatch):
+    import keras
+
+    monkeypatch.setattr(measure, "TRAIN_WINDOW_SECONDS", 0.0)  # the minimum batches decide
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    fits = []
+    real_fit = model.fit
+    monkeypatch.setattr(model, "fit", lambda x, *a, **k: fits.append(len(x)) or real_fit(x, *a, **k))
+    x, y = np.zeros((1000, 8, 8, 1), "float32"), np.zeros(1000, "int64")
+    speed, spread = measure.training_throughput(model, x, y, batch_size=32)
+    assert fits == [measure.TRAIN_WARMUP_BATCHES * 32, measure.TRAIN_WINDOW_MIN_BATCHES * 32]
+    assert speed > 0 and spread >= 0
+
+
+def test_within_noise_names_every_value_whose_range_overlaps_the_best():
+    latency, spread = [1.00, 1.10, 1.50, math.nan], [0.20, 0.10, 0.10, 0.0]
+    assert within_noise(latency, spread, smallest=True) == [True, True, False, False]
+    assert within_noise([100.0, 95.0, 50.0], [10.0, 2.0, 1.0], smallest=False) == [True, True, False]
+    assert within_noise([3.0, 3.0, 4.0], [0.0] * 3, smallest=True) == [True, True, False]
+
+
+def test_pareto_counts_latencies_within_noise_as_equal_and_never_a_missing_one():
+    accuracy, params = [0.90, 0.89], [1000, 1000]
+    assert pareto_optimal(accuracy, [1.00, 0.95], params) == [True, True]  # exact: faster
+    assert pareto_optimal(accuracy, [1.00, 0.95], params, [0.2, 0.2]) == [True, False]
+    assert pareto_optimal([0.9, 0.8], [math.nan, 1.0], [1, 2]) == [False, True]
+
+
+@pytest.mark.parametrize("count,expected", [(1, 0.0), (4, 1.5)])
+def test_iqr(count, expected):
+    assert measure._iqr(np.arange(count, dtype=float)) == pytest.approx(expected)
