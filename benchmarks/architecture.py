@@ -38,9 +38,10 @@ class ArchitectureBenchmark:
 
     def __init__(
         self, name: str, options: RunOptions, splits: Splits, tracker: Tracker,
-        trials_path: Path | None = None, quota: TrialQuota | None = None,
+        trials_path: Path | None = None, quota: TrialQuota | None = None, machine: str = "",
     ):
         self.name = name
+        self.machine = machine  # the hash of what measurements depend on (manifest.machine)
         self.budget = options.budget
         self.splits = splits
         self.tracker = tracker
@@ -111,7 +112,7 @@ class ArchitectureBenchmark:
             status = rundir.NOT_APPLICABLE if cause else "failed"
             error = str(cause) if cause else f"search failed: {rundir.one_line(error)}"
         return {"architecture": self.name, "status": status, "error": error,
-                "budget_hash": self.budget.hash}
+                "budget_hash": self.budget.hash, "machine": self.machine}
 
     def result_row(self, tuner: kt.Tuner) -> dict[str, Any]:
         """The ``results.csv`` row once the search is over: best trial, final, measurements."""
@@ -141,6 +142,7 @@ class ArchitectureBenchmark:
             **counts,
             "search_seconds": round(self.search_seconds, 1) if self.search_seconds else None,
             "budget_hash": self.budget.hash,
+            "machine": self.machine,
         }
 
     def final_trainings(self, hp: kt.HyperParameters) -> dict[str, Any]:

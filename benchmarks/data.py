@@ -171,6 +171,7 @@ class Splits:
     class_names: tuple[str, ...] = ()
     streamed: bool = False  # images are lazy ``Rows`` read batch by batch, not arrays
     mirror_invariant: bool = False  # the dataset's: flips may augment
+    index_hash: str = ""  # SHA-256 of the tuning, validation and final training indices
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -281,7 +282,17 @@ def make_splits(
         class_names=tuple(dataset.class_names),
         streamed=streamed,
         mirror_invariant=dataset.mirror_invariant,
+        index_hash=_index_hash(tune_idx, val_idx, final_idx),
     )
+
+
+def _index_hash(*indices: np.ndarray) -> str:
+    """Which images each split took, as one SHA-256 (the same seed and data: the same hash)."""
+    digest = hashlib.sha256()
+    for idx in indices:
+        digest.update(np.asarray(idx, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def _images(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

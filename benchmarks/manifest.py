@@ -6,6 +6,9 @@ import contextlib
 import datetime as dt
 import errno
 import functools
+import hashlib
+import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -104,6 +107,7 @@ def environment() -> dict[str, Any]:
     import tensorflow as tf
     import wandb
 
+    build = tf.sysconfig.get_build_info()
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -115,7 +119,38 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "cuda": ({"cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+                 if build.get("is_cuda_build") else None),
+        "threads": {  # 0: TensorFlow's default, one per core
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+        },
+        "packages": installed_packages(),
     }
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                    "TF_ENABLE_ONEDNN_OPTS")
+# What the measurements and the trained numbers depend on besides the code and the budget.
+MACHINE_FIELDS = ("cpu", "cpu_count", "gpus", "cuda", "threads", "tensorflow", "keras")
+
+
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution and its version, sorted by name."""
+    found = {(d.metadata["Name"] or "").lower(): d.version for d in importlib.metadata.distributions()}
+    found.pop("", None)
+    return dict(sorted(found.items()))
+
+
+def machine(accelerator: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """What this process measures under (hardware, the versions that compute, threads and
+    the accelerator settings in effect, ``auto`` resolved) and its 12-digit hash, which
+    every results row carries: rows of other machines or settings are told apart."""
+    env = environment()
+    record = {**{k: env[k] for k in MACHINE_FIELDS}, "accelerator": accelerator}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    return digest, record
 
 
 def _cpu_model() -> str:
@@ -155,6 +190,7 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
             "source": dataset.source,
             "checksums": dataset.checksums,
             "split_sizes": splits.sizes(),
+            "split_index_sha256": splits.index_hash,
             "input": "streamed" if splits.streamed else "memory",
             "mirror_invariant": dataset.mirror_invariant,
             "class_names": list(dataset.class_names),

@@ -74,6 +74,7 @@ RESULT_COLUMNS = [
     "final_steps_run",  # trained (under a time budget the last epoch may be partial)
     "wandb_run_id",
     "budget_hash",
+    "machine",  # hash of the hardware, versions, threads and accelerator settings in effect
 ]
 
 # The measurements of results.csv (benchmarks.measure.Measurements), also in final W&B runs.

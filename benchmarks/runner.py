@@ -22,7 +22,7 @@ from benchmarks.data import Dataset, Splits, make_splits
 from benchmarks.datasets import load_dataset
 from benchmarks.distributed import EXIT_OK, Cluster, WorkersLost
 from benchmarks.lock import RunLock
-from benchmarks.manifest import TimeBook, git_state, now, open_manifest
+from benchmarks.manifest import TimeBook, git_state, machine, now, open_manifest
 from benchmarks.options import RunOptions
 from benchmarks.tracking import Tracker
 from benchmarks.workers import ChiefSearch, run_worker
@@ -88,6 +88,8 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
     with lock, timing.recording(clock):
         manifest = open_manifest(options, dataset, splits)
         manifest["accelerator"] = accelerator
+        digest, record = machine(accelerator)
+        manifest.setdefault("machines", {})[digest] = record  # a resume may add another
         tracker = options.tracker()
         print(f"archbench: {len(options.architectures)} architecture(s), budget {budget.name} "
               f"({budget.hash}), {dataset.name} from {dataset.source}, W&B {tracker.mode}, "
@@ -95,14 +97,15 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
         times = TimeBook(manifest, options.run_dir)
         place = (ChiefSearch(options, cluster, accelerator["gpus"]) if options.distributed
                  else SearchHere())
-        ran = benchmark_all(options, splits, tracker, times, place)
+        ran = benchmark_all(options, splits, tracker, times, place, digest)
         manifest["wall_seconds"] = round(
             (manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
         return _finish(options, dataset, manifest, tracker, times, ran, write_leaderboard)
 
 
 def benchmark_all(
-    options: RunOptions, splits: Splits, tracker: Tracker, times: TimeBook, place: SearchPlace
+    options: RunOptions, splits: Splits, tracker: Tracker, times: TimeBook, place: SearchPlace,
+    machine_hash: str = "",
 ) -> int:
     """Every architecture in turn; each result row is written as soon as it is known.
 
@@ -125,7 +128,7 @@ def benchmark_all(
                   flush=True)
             ran += 1
             start = time.perf_counter()
-            bench = ArchitectureBenchmark(name, options, splits, tracker)
+            bench = ArchitectureBenchmark(name, options, splits, tracker, machine=machine_hash)
             tuner = _search(place, index, bench, times, prefix)
             if tuner is not None and place.conclude_at_once:
                 _conclude(bench, tuner, times, prefix)

@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks import rundir, timing
 from benchmarks.budget import make_budget
-from reports.leaderboard import MAIN_HEADERS, TIME_HEADERS
+from reports.leaderboard import MAIN_HEADERS
+from reports.parity import TIME_HEADERS
 from tests.conftest import table_rows, wandb_inspect
 
 # Every test here runs `archbench` on the real data in subprocesses (minutes).
@@ -83,6 +84,11 @@ def test_manifest_records_budget_dataset_and_environment(smoke_run):
     from benchmarks.measure import SETTINGS
 
     assert manifest["measurement"] == SETTINGS and manifest["measurement"]["latency_calls"] > 0
+    assert len(manifest["dataset"]["split_index_sha256"]) == 64
+    [(digest, record)] = manifest["machines"].items()
+    assert record["accelerator"] == manifest["accelerator"]
+    results = rundir.read_rows(run_dir / rundir.RESULTS)
+    assert {r["machine"] for r in results} == {digest}, "every row names its machine"
 
 
 def test_one_trial_row_per_trial_and_one_result_per_architecture(smoke_run):
@@ -199,7 +205,7 @@ def test_leaderboard_ranks_both_architectures(smoke_run):
     assert "## Verdict" in text and "**Most accurate**" in text
     assert len(table_rows(text, "## Budget parity")) == len(ARCHS)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert len(links) == 4 and all((run_dir / link).is_file() for link in links)
+    assert len(links) == 5 and all((run_dir / link).is_file() for link in links)
     assert (run_dir / rundir.LEADERBOARD_CSV).is_file()
 
 

@@ -423,3 +423,21 @@ def test_fastest_names_every_architecture_within_the_measurement_noise(tmp_path)
                          "mid\\_net (1.00 ms per image at batch 1)")
     [row] = [r for r in table_rows(text) if r[1] == "mid\\_net"]
     assert row[8] == "1.00 (IQR 1.00)"
+
+
+def test_rows_measured_on_two_machines_are_refused_or_flagged(tmp_path):
+    rows = [result("small_net", 0.80, 1_000, 0.5, 900.0, machine="aaaaaaaaaaaa"),
+            result("big_net", 0.90, 100_000, 3.0, 100.0, machine="aaaaaaaaaaaa"),
+            result("mid_net", 0.85, 10_000, 1.0, 5000.0, machine="bbbbbbbbbbbb")]
+    run = make_run(tmp_path, rows)
+    manifest = rundir.read_json(run / rundir.MANIFEST)
+    manifest["machines"] = {"aaaaaaaaaaaa": {"cpu": "EPYC", "threads": {"intra_op": 0}},
+                            "bbbbbbbbbbbb": {"cpu": "EPYC", "threads": {"intra_op": 1}}}
+    rundir.write_json(run / rundir.MANIFEST, manifest)
+    with pytest.raises(ReportError, match=r"2 different machines or settings \(aaaaaaaaaaaa, "
+                       r"bbbbbbbbbbbb; they differ in threads\)"):
+        render(load_run(run))
+    text = render(load_run(run), allow_mixed_budgets=True)
+    flags = {r[0]: r[-1] for r in table_rows(text, "## Budget parity")}
+    assert flags["mid\\_net"] == "other machine or settings bbbbbbbbbbbb"
+    assert "other machine" not in flags["big\\_net"]

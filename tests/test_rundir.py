@@ -50,3 +50,24 @@ def test_nothing_reads_results_with_pickle_or_eval():
         allowed = {"import pickle"} if path == restricted else set()
         for forbidden in {"import pickle", "pickle.load", "eval(", "allow_pickle=True"} - allowed:
             assert forbidden not in text, f"{path.name} uses {forbidden}"
+
+
+def test_the_machine_record_names_what_measurements_depend_on():
+    from benchmarks.manifest import MACHINE_FIELDS, environment, machine
+
+    env = environment()
+    assert "keras" in env["packages"] and "tensorflow" in env["packages"]
+    assert {"intra_op", "inter_op"} <= set(env["threads"]) and "cuda" in env
+    digest, record = machine({"gpus": 0, "xla": False})
+    assert len(digest) == 12 and set(record) == {*MACHINE_FIELDS, "accelerator"}
+    assert machine({"gpus": 0, "xla": False})[0] == digest
+    assert machine({"gpus": 0, "xla": True})[0] != digest, "the settings in effect count"
+
+
+def test_the_split_indices_have_a_hash_that_the_seed_decides(fashion):
+    from benchmarks.data import make_splits
+
+    first, again, other = (make_splits(fashion, 500, 1000, 1000, seed, notice=lambda _: None)
+                           for seed in (0, 0, 1))
+    assert len(first.index_hash) == 64 and first.index_hash == again.index_hash
+    assert other.index_hash != first.index_hash
