@@ -18,7 +18,7 @@ from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
 from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
-from benchmarks.measure import Measurements, measure
+from benchmarks.measure import Measurements, PeakMemory, measure
 from benchmarks.options import RunOptions
 from benchmarks.recipe import SuiteHyperModel, space_size
 from benchmarks.tracking import Tracker
@@ -193,7 +193,8 @@ class ArchitectureBenchmark:
         trained model, and the training's history."""
         splits = self.splits
         wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
-        with timing.phase(timing.TRAINING):
+        memory = PeakMemory() if with_measurements else contextlib.nullcontext()
+        with timing.phase(timing.TRAINING), memory:
             history = self.hypermodel.fit(
                 hp, model, splits.x_final, splits.y_final,
                 validation_data=(splits.x_val, splits.y_val), final=True,
@@ -212,7 +213,8 @@ class ArchitectureBenchmark:
             # Timing trains the model further: measure after its predictions are kept.
             with timing.phase(timing.MEASUREMENT):
                 measurements = measure(model, splits.x_final, splits.y_final,
-                                       self.budget.batch_size, len(splits.y_final))
+                                       self.budget.batch_size, len(splits.y_final),
+                                       peak_train_memory_mb=memory.megabytes)
         return accuracy, loss, rows, measurements, history
 
 

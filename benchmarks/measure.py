@@ -48,6 +48,7 @@ class Measurements:
     inference_images_per_second: float
     inference_latency_iqr_ms: float  # interquartile range of the individual calls
     train_images_per_second_iqr: float  # of the individual batches of the timed window
+    peak_train_memory_mb: float = math.nan  # of the final training (PeakMemory)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -80,6 +81,54 @@ def multiply_accumulates(model: keras.Model) -> int:
         else:
             total += positions * window * (inputs // layer.groups) * layer.filters
     return total
+
+
+class PeakMemory:
+    """The peak memory of a block, in MiB above what was held when it began: on the first
+    GPU, TensorFlow's allocator peak; else the process's resident memory (Linux: its
+    high-water mark, reset through ``/proc/self/clear_refs`` at the start). NaN where
+    neither can be read. A context manager; ``megabytes`` holds the result."""
+
+    def __init__(self) -> None:
+        self.megabytes = math.nan
+        self._gpu = bool(tf.config.list_logical_devices("GPU"))
+        self._start = math.nan
+
+    def __enter__(self) -> PeakMemory:
+        if self._gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            self._start = tf.config.experimental.get_memory_info("GPU:0")["current"]
+        elif _reset_resident_peak():
+            self._start = _resident("VmRSS")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._gpu:
+            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        else:
+            peak = _resident("VmHWM")
+        self.megabytes = max(0.0, (peak - self._start) / 2**20)
+
+
+def _reset_resident_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM to the current resident size (Linux 4.0+)
+        return True
+    except OSError:
+        return False
+
+
+def _resident(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` of this process in bytes (NaN off Linux)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return math.nan
 
 
 def model_size(model: keras.Model) -> tuple[int, int, int]:
@@ -172,7 +221,7 @@ def inference_speed(model: keras.Model, sample: np.ndarray,
 
 def measure(
     model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch_images: int,
-    jit_compile: bool | None = None,
+    jit_compile: bool | None = None, peak_train_memory_mb: float = math.nan,
 ) -> Measurements:
     """Every measurement of one trained, compiled model.
 
@@ -182,6 +231,7 @@ def measure(
         batch_size: the budget's batch size.
         epoch_images: images in one epoch of the final training, for ``epoch_seconds``.
         jit_compile: the forward pass compiled with XLA; default: as the model's training is.
+        peak_train_memory_mb: the training's peak memory (``PeakMemory``), recorded as is.
     """
     if jit_compile is None:
         jit_compile = getattr(model, "jit_compile", False) is True
@@ -200,4 +250,5 @@ def measure(
         inference_images_per_second=images_per_second,
         inference_latency_iqr_ms=latency_iqr,
         train_images_per_second_iqr=train_iqr,
+        peak_train_memory_mb=peak_train_memory_mb,
     )

@@ -66,6 +66,7 @@ RESULT_COLUMNS = [
     "inference_images_per_second",
     "inference_latency_iqr_ms",  # interquartile range of the batch-1 calls
     "train_images_per_second_iqr",  # of the timed window's batches
+    "peak_train_memory_mb",  # the final training's peak memory above its start
     "trials_completed",
     "trials_failed",
     "search_space_size",  # distinct configurations of its space, learning rate aside
@@ -81,7 +82,7 @@ RESULT_COLUMNS = [
 MEASUREMENT_COLUMNS = [
     "trainable_params", "total_params", "weight_bytes", "macs_per_image", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
-    "inference_latency_iqr_ms", "train_images_per_second_iqr",
+    "inference_latency_iqr_ms", "train_images_per_second_iqr", "peak_train_memory_mb",
 ]
 RESULT_KEY = ["architecture"]
 NOT_APPLICABLE = "not applicable"  # a results.csv status besides "ok" and "failed"

@@ -32,7 +32,8 @@ NUMERIC_RESULTS = [
     "val_accuracy", "test_accuracy", "test_accuracy_std", "test_loss", "final_seeds",
     "trainable_params", "total_params", "weight_bytes", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",
-    "inference_latency_iqr_ms", "train_images_per_second_iqr", "trials_completed",
+    "inference_latency_iqr_ms", "train_images_per_second_iqr", "peak_train_memory_mb",
+    "trials_completed",
     "trials_failed",
 ]
 
@@ -144,7 +145,7 @@ def short_hp(text: str) -> str:
 
 MAIN_HEADERS = [
     "rank", "architecture", "test accuracy [95% CI]", "val accuracy", "parameters", "weights",
-    "train images/s", "s/epoch", "latency ms (batch 1, median)", "inference images/s", "Pareto",
+    "train images/s", "s/epoch", "train memory MiB", "latency ms (batch 1, median)", "inference images/s", "Pareto",
     "best hyperparameters", "W&B run",
 ]
 
@@ -156,7 +157,8 @@ def main_table(table: pd.DataFrame) -> str:
             f"{r['test_accuracy']:.4f} [{r['test_accuracy_low']:.4f}, {r['test_accuracy_high']:.4f}]",
             f"{r['val_accuracy']:.4f}", f"{int(r['total_params']):,}",
             f"{r['weight_bytes'] / 1024:,.0f} KiB", f"{r['train_images_per_second']:,.0f}",
-            f"{r['epoch_seconds']:.1f}", _with_spread(r["inference_latency_ms"],
+            f"{r['epoch_seconds']:.1f}", _or_dash(r["peak_train_memory_mb"], "{:,.0f}"),
+            _with_spread(r["inference_latency_ms"],
                                                       r["inference_latency_iqr_ms"]),
             f"{r['inference_images_per_second']:,.0f}", "yes" if r["pareto"] else "",
             md_escape(short_hp(r["best_hyperparameters"])), md_escape(r["wandb_run_id"] or "-"),
@@ -164,6 +166,10 @@ def main_table(table: pd.DataFrame) -> str:
         for _, r in table.iterrows()
     ]
     return markdown_table(rows, MAIN_HEADERS)
+
+
+def _or_dash(value: float, fmt: str) -> str:
+    return "-" if math.isnan(value) else fmt.format(value)
 
 
 def _with_spread(value: float, spread: float) -> str:

@@ -18,6 +18,8 @@ WIDTH_INCHES, HEIGHT_INCHES, DPI = 8, 5, 100  # 800 x 500 px
 
 ACCURACY_VS_PARAMS = "accuracy_vs_parameters.png"
 ACCURACY_VS_LATENCY = "accuracy_vs_latency.png"
+ACCURACY_VS_MACS = "accuracy_vs_macs.png"
+ACCURACY_VS_MEMORY = "accuracy_vs_memory.png"
 VALIDATION_CURVES = "validation_curves.png"
 TRIAL_SCORES = "trial_scores.png"
 EXPECTED_BEST = "expected_best.png"
@@ -177,6 +179,19 @@ def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path,
             table, "inference_latency_ms", _titled("Test accuracy vs inference latency", subtitle),
             "latency at batch 1 (ms, log scale)", directory / ACCURACY_VS_LATENCY,
             lambda value, _position=None: f"{value:g}")
+        for column, what, label, name in (
+                ("macs_per_image", "compute", "multiply-accumulates per image (log scale)",
+                 ACCURACY_VS_MACS),
+                ("peak_train_memory_mb", "training memory",
+                 "peak training memory (MiB above its start, log scale)", ACCURACY_VS_MEMORY)):
+            if column not in table:
+                continue
+            values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+            measured = table.reset_index(drop=True).assign(**{column: values})[values > 0]
+            if len(measured):  # runs that did not record it have no such plot
+                plots[f"Test accuracy vs {what}"] = _scatter(
+                    measured, column, _titled(f"Test accuracy vs {what}", subtitle), label,
+                    directory / name, _count)
         best_ids = dict(zip(table["architecture"], table["best_trial_id"], strict=True))
         plots["Validation accuracy per epoch"] = validation_curves(
             trials, best_ids, directory / VALIDATION_CURVES, subtitle)

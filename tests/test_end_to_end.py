@@ -205,7 +205,7 @@ def test_leaderboard_ranks_both_architectures(smoke_run):
     assert "## Verdict" in text and "**Most accurate**" in text
     assert len(table_rows(text, "## Budget parity")) == len(ARCHS)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert len(links) == 5 and all((run_dir / link).is_file() for link in links)
+    assert len(links) == 7 and all((run_dir / link).is_file() for link in links)
     assert (run_dir / rundir.LEADERBOARD_CSV).is_file()
 
 

@@ -422,7 +422,7 @@ def test_fastest_names_every_architecture_within_the_measurement_noise(tmp_path)
     assert line.endswith("within its measurement noise (overlapping interquartile ranges): "
                          "mid\\_net (1.00 ms per image at batch 1)")
     [row] = [r for r in table_rows(text) if r[1] == "mid\\_net"]
-    assert row[8] == "1.00 (IQR 1.00)"
+    assert row[9] == "1.00 (IQR 1.00)"
 
 
 def test_rows_measured_on_two_machines_are_refused_or_flagged(tmp_path):

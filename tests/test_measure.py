@@ -71,3 +71,30 @@ def test_pareto_counts_latencies_within_noise_as_equal_and_never_a_missing_one()
 @pytest.mark.parametrize("count,expected", [(1, 0.0), (4, 1.5)])
 def test_iqr(count, expected):
     assert measure._iqr(np.arange(count, dtype=float)) == pytest.approx(expected)
+
+
+def test_peak_memory_sees_what_the_block_allocated_and_freed():
+    with measure.PeakMemory() as memory:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del block
+    if math.isnan(memory.megabytes):
+        pytest.skip("no /proc/self/status here")
+    assert memory.megabytes >= 60
+    with measure.PeakMemory() as quiet:
+        pass
+    assert quiet.megabytes < memory.megabytes, "the peak is reset at each start"
+
+
+def test_accuracy_plots_against_compute_and_memory_when_recorded(tmp_path):
+    from reports.leaderboard import load_run, write_leaderboard
+    from tests.test_leaderboard import ROWS, make_run
+
+    rows = [{**r, "macs_per_image": 1000 * (i + 1), "peak_train_memory_mb": 10.0 * (i + 1)}
+            if r["status"] == "ok" else r for i, r in enumerate(ROWS)]
+    run = make_run(tmp_path, rows)
+    text = write_leaderboard(run).read_text()
+    for name in ("accuracy_vs_macs.png", "accuracy_vs_memory.png"):
+        assert f"]({name})" in text and (run / name).stat().st_size > 10_000
+    assert "train memory MiB" in text and load_run(run).results["peak_train_memory_mb"].max() == 30
+    bare = make_run(tmp_path / "bare", ROWS)
+    assert "accuracy_vs_memory.png" not in write_leaderboard(bare).read_text()
