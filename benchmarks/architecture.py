@@ -18,7 +18,7 @@ from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
 from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
-from benchmarks.measure import Measurements, PeakMemory, measure
+from benchmarks.measure import Measurements, PeakMemory, sizes
 from benchmarks.options import RunOptions
 from benchmarks.recipe import SuiteHyperModel, space_size
 from benchmarks.tracking import Tracker
@@ -159,9 +159,8 @@ class ArchitectureBenchmark:
                 reached.append((len(history.history.get("loss", [])), history.steps_run))
                 measurements = measurements or measured
                 if run is not None:
-                    run.summary.update(
-                        {"test_accuracy": accuracy, "test_loss": loss, **measurements.to_dict()}
-                    )
+                    known = {k: v for k, v in measurements.to_dict().items() if v == v}
+                    run.summary.update({"test_accuracy": accuracy, "test_loss": loss, **known})
                     run_ids.append(run.id)
             accuracies.append(accuracy)
             losses.append(loss)
@@ -209,13 +208,19 @@ class ArchitectureBenchmark:
         self.tracker.log_test_predictions(run, splits.x_test, splits.y_test, probabilities,
                                           splits.class_names)
         measurements = None
-        if with_measurements:
-            # Timing trains the model further: measure after its predictions are kept.
+        if with_measurements:  # its speeds are timed later, from the saved model
             with timing.phase(timing.MEASUREMENT):
-                measurements = measure(model, splits.x_final, splits.y_final,
-                                       self.budget.batch_size, len(splits.y_final),
-                                       peak_train_memory_mb=memory.megabytes)
+                measurements = sizes(model, memory.megabytes)
+                save_model(model, rundir.model_path(self.run_dir, self.name))
         return accuracy, loss, rows, measurements, history
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """``model`` as a ``.keras`` file at ``path``, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.keras")
+    model.save(partial)
+    partial.replace(path)
 
 
 def _cause(exc: BaseException | None, kind: type) -> BaseException | None:

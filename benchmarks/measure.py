@@ -6,6 +6,7 @@ read only after the result is on the host, and the median of several repeats is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -150,35 +151,84 @@ class _BatchClock(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
+class Meter:
+    """The speed samples of one compiled model, gathered in rounds so that several models'
+    rounds can be interleaved (A, B, C, A, B, C, ...) and a machine's drift falls on all.
+
+    Set-up warms everything up untimed: ``WARMUP_CALLS`` forward calls at batch 1 and
+    256 (compiled with XLA when the training is: ``jit_compile``) and
+    ``TRAIN_WARMUP_BATCHES`` training batches, whose pace sizes the training window to at
+    least ``TRAIN_WINDOW_SECONDS`` (and ``TRAIN_WINDOW_MIN_BATCHES``) over all rounds, as
+    far as ``x`` holds whole batches. Training trains the model further.
+    """
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int,
+                 jit_compile: bool | None = None) -> None:
+        if jit_compile is None:
+            jit_compile = getattr(model, "jit_compile", False) is True
+        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
+        self.forward = tf.function(lambda batch: model(batch, training=False),
+                                   reduce_retracing=True, jit_compile=jit_compile)
+        sample = x[:THROUGHPUT_BATCH]
+        reps = int(np.ceil(THROUGHPUT_BATCH / len(sample)))
+        self.single = tf.constant(sample[:1])
+        self.big = tf.constant(np.concatenate([sample] * reps)[:THROUGHPUT_BATCH])
+        for _ in range(WARMUP_CALLS):
+            self.forward(self.single).numpy()
+            self.forward(self.big).numpy()
+        self.whole = max(1, len(x) // batch_size)
+        warmup = min(self.whole, TRAIN_WARMUP_BATCHES) * batch_size
+        clock = _BatchClock()
+        model.fit(x[:warmup], y[:warmup], batch_size=batch_size, epochs=1, verbose=0,
+                  shuffle=False, callbacks=[clock])
+        pace = np.diff(clock.ends)
+        per_batch = float(np.median(pace)) if len(pace) else 1e-3
+        self.window_batches = max(TRAIN_WINDOW_MIN_BATCHES, 1 + TRAIN_WINDOW_SECONDS / per_batch)
+        self.latency: list[float] = []  # seconds per batch-1 call
+        self.batch_calls: list[float] = []  # seconds per batch-256 call
+        self.rates: list[float] = []  # images/s of each timed training batch
+        self.images, self.seconds = 0, 0.0  # of the training windows
+
+    def round(self, share: float = 1.0) -> None:
+        """``share`` of every measurement: of the latency and throughput calls, and of the
+        training window."""
+        self.latency += list(_call_seconds(self.forward, self.single,
+                                           max(1, round(LATENCY_CALLS * share)), warmup=0))
+        self.batch_calls += list(_call_seconds(self.forward, self.big,
+                                               max(1, round(THROUGHPUT_CALLS * share)), warmup=0))
+        batches = min(self.whole, max(2, math.ceil(self.window_batches * share)))
+        n = batches * self.batch_size if self.whole >= 2 else len(self.x)
+        clock = _BatchClock()
+        self.model.fit(self.x[:n], self.y[:n], batch_size=self.batch_size, epochs=1, verbose=0,
+                       shuffle=False, callbacks=[clock])
+        if len(clock.ends) >= 2:  # from the end of the first batch: fit's set-up left out
+            self.rates += list(self.batch_size / np.diff(clock.ends))
+            self.images += (len(clock.ends) - 1) * self.batch_size
+            self.seconds += clock.ends[-1] - clock.ends[0]
+
+    def speeds(self, epoch_images: int) -> dict[str, float]:
+        """The speed fields of ``Measurements`` from every round so far."""
+        train = self.images / self.seconds if self.seconds else math.nan
+        latency_ms = np.asarray(self.latency) * 1000.0
+        return {
+            "train_images_per_second": train,
+            "epoch_seconds": epoch_images / train,
+            "inference_latency_ms": float(np.median(latency_ms)),
+            "inference_images_per_second": THROUGHPUT_BATCH / float(np.median(self.batch_calls)),
+            "inference_latency_iqr_ms": _iqr(latency_ms),
+            "train_images_per_second_iqr": _iqr(np.asarray(self.rates)) if self.rates else math.nan,
+        }
+
+
 def training_throughput(
     model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
 ) -> tuple[float, float]:
-    """Training images per second over one timed window of ``model.fit``, and the
-    interquartile range of the window's per-batch rates.
-
-    A few untimed batches trace the training step; their pace sizes the window to at least
-    ``TRAIN_WINDOW_SECONDS`` (and ``TRAIN_WINDOW_MIN_BATCHES``), as far as ``x`` holds
-    whole batches. The window runs from the end of its first batch (``fit``'s set-up
-    excluded) to the end of its last. The model's weights change: measure a copy, or after
-    the weights that matter are saved.
-    """
-    whole = max(1, len(x) // batch_size)
-    warmup = min(whole, TRAIN_WARMUP_BATCHES) * batch_size
-    clock = _BatchClock()
-    model.fit(x[:warmup], y[:warmup], batch_size=batch_size, epochs=1, verbose=0,
-              shuffle=False, callbacks=[clock])
-    pace = np.diff(clock.ends)
-    per_batch = float(np.median(pace)) if len(pace) else clock.ends[-1] - clock.ends[0] or 1e-3
-    batches = int(min(whole, max(TRAIN_WINDOW_MIN_BATCHES, 1 + TRAIN_WINDOW_SECONDS / per_batch)))
-    clock = _BatchClock()
-    n = max(batches, 2) * batch_size if whole >= 2 else len(x)
-    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
-              callbacks=[clock])
-    if len(clock.ends) < 2:
-        return math.nan, math.nan
-    rates = batch_size / np.diff(clock.ends)
-    window = clock.ends[-1] - clock.ends[0]
-    return (len(clock.ends) - 1) * batch_size / window, _iqr(rates)
+    """Training images per second over one timed window of ``model.fit`` (``Meter``), and
+    the interquartile range of the window's per-batch rates."""
+    meter = Meter(model, x, y, batch_size)
+    meter.round()
+    speeds = meter.speeds(len(x))
+    return speeds["train_images_per_second"], speeds["train_images_per_second_iqr"]
 
 
 def _iqr(values: np.ndarray) -> float:
@@ -186,11 +236,11 @@ def _iqr(values: np.ndarray) -> float:
     return float(high - low)
 
 
-def _call_seconds(fn, batch: tf.Tensor, calls: int) -> np.ndarray:
-    """Seconds of each of ``calls`` calls of ``fn(batch)``, after warm-up calls; every call's
-    result is on the host before the clock stops and the next call starts, so a device
-    that pipelines calls cannot make latency look like throughput."""
-    for _ in range(WARMUP_CALLS):
+def _call_seconds(fn, batch: tf.Tensor, calls: int, warmup: int = WARMUP_CALLS) -> np.ndarray:
+    """Seconds of each of ``calls`` calls of ``fn(batch)``, after ``warmup`` calls; every
+    call's result is on the host before the clock stops and the next call starts, so a
+    device that pipelines calls cannot make latency look like throughput."""
+    for _ in range(warmup):
         fn(batch).numpy()
     seconds = np.empty(calls)
     for i in range(calls):
@@ -203,12 +253,8 @@ def _call_seconds(fn, batch: tf.Tensor, calls: int) -> np.ndarray:
 def inference_speed(model: keras.Model, sample: np.ndarray,
                     jit_compile: bool = False) -> tuple[float, float, float]:
     """Batch-1 latency (median ms), its interquartile range (ms) and batch-256 throughput
-    (images/s at the median call) of the forward pass, compiled as training compiles it
-    (``jit_compile``: XLA).
-
-    ``model.predict`` adds tens of milliseconds of per-call overhead, so a traced
-    ``tf.function`` of the forward pass is timed instead.
-    """
+    (images/s at the median call) of the forward pass (``model.predict`` adds tens of
+    milliseconds of per-call overhead, so a traced ``tf.function`` is timed instead)."""
     forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True,
                           jit_compile=jit_compile)
     single = tf.constant(sample[:1])
@@ -219,11 +265,24 @@ def inference_speed(model: keras.Model, sample: np.ndarray,
     return float(np.median(latency)), _iqr(latency), THROUGHPUT_BATCH / float(np.median(per_batch))
 
 
+def sizes(model: keras.Model, peak_train_memory_mb: float = math.nan) -> Measurements:
+    """What is known of a trained model without timing it: its sizes, its multiply-
+    accumulates and ``peak_train_memory_mb``; the speeds are NaN until measured."""
+    trainable, total, weight_bytes = model_size(model)
+    nan = math.nan
+    return Measurements(
+        trainable_params=trainable, total_params=total, weight_bytes=weight_bytes,
+        macs_per_image=multiply_accumulates(model), train_images_per_second=nan,
+        epoch_seconds=nan, inference_latency_ms=nan, inference_images_per_second=nan,
+        inference_latency_iqr_ms=nan, train_images_per_second_iqr=nan,
+        peak_train_memory_mb=peak_train_memory_mb)
+
+
 def measure(
     model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch_images: int,
     jit_compile: bool | None = None, peak_train_memory_mb: float = math.nan,
 ) -> Measurements:
-    """Every measurement of one trained, compiled model.
+    """Every measurement of one trained, compiled model, in one round (``Meter``).
 
     Args:
         model: the compiled model (its weights are changed by the training timing).
@@ -233,22 +292,6 @@ def measure(
         jit_compile: the forward pass compiled with XLA; default: as the model's training is.
         peak_train_memory_mb: the training's peak memory (``PeakMemory``), recorded as is.
     """
-    if jit_compile is None:
-        jit_compile = getattr(model, "jit_compile", False) is True
-    trainable, total, weight_bytes = model_size(model)
-    latency_ms, latency_iqr, images_per_second = inference_speed(
-        model, x[:THROUGHPUT_BATCH], jit_compile)
-    train_speed, train_iqr = training_throughput(model, x, y, batch_size)
-    return Measurements(
-        trainable_params=trainable,
-        total_params=total,
-        weight_bytes=weight_bytes,
-        macs_per_image=multiply_accumulates(model),
-        train_images_per_second=train_speed,
-        epoch_seconds=epoch_images / train_speed,
-        inference_latency_ms=latency_ms,
-        inference_images_per_second=images_per_second,
-        inference_latency_iqr_ms=latency_iqr,
-        train_images_per_second_iqr=train_iqr,
-        peak_train_memory_mb=peak_train_memory_mb,
-    )
+    meter = Meter(model, x, y, batch_size, jit_compile)
+    meter.round()
+    return dataclasses.replace(sizes(model, peak_train_memory_mb), **meter.speeds(epoch_images))

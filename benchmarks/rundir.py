@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import statistics
@@ -23,6 +24,7 @@ RESULTS = "results.csv"
 LEADERBOARD = "leaderboard.md"
 LEADERBOARD_CSV = "leaderboard.csv"
 PREDICTIONS_DIR = "predictions"
+MODELS_DIR = "models"  # each architecture's first final model, as .keras
 TUNER_DIR = "tuner"
 WANDB_DIR = "wandb_files"  # wandb.init(dir=...) adds its own "wandb/" below
 
@@ -153,8 +155,8 @@ def upsert_row(path: Path, columns: list[str], row: dict[str, Any], key: list[st
 
 
 def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""  # not known (yet): an empty cell
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return value
@@ -168,6 +170,17 @@ def write_result(run_dir: Path, row: dict[str, Any]) -> None:
 def predictions_path(run_dir: Path, architecture: str) -> Path:
     """Where the per-test-image predictions of ``architecture`` are kept."""
     return run_dir / PREDICTIONS_DIR / f"{safe_name(architecture)}.csv"
+
+
+def model_path(run_dir: Path, architecture: str) -> Path:
+    """Where the first final model of ``architecture`` is saved (Keras' ``.keras`` format)."""
+    return run_dir / MODELS_DIR / f"{safe_name(architecture)}.keras"
+
+
+def measurements(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Architecture -> its measured columns (``MEASUREMENT_COLUMNS``), from ``results.csv``."""
+    return {row["architecture"]: {k: float(row[k]) for k in MEASUREMENT_COLUMNS if row.get(k)}
+            for row in read_rows(run_dir / RESULTS) if row["status"] == "ok"}
 
 
 def finished_architectures(run_dir: Path) -> set[str]:

@@ -24,6 +24,7 @@ from benchmarks.distributed import EXIT_OK, Cluster, WorkersLost
 from benchmarks.lock import RunLock
 from benchmarks.manifest import TimeBook, git_state, machine, now, open_manifest
 from benchmarks.options import RunOptions
+from benchmarks.speeds import measure_saved
 from benchmarks.tracking import Tracker
 from benchmarks.workers import ChiefSearch, run_worker
 
@@ -98,6 +99,9 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
         place = (ChiefSearch(options, cluster, accelerator["gpus"]) if options.distributed
                  else SearchHere())
         ran = benchmark_all(options, splits, tracker, times, place, digest)
+        interrupt.check()
+        ran += len(measure_saved(options.run_dir, splits.x_final, splits.y_final,
+                                 budget.batch_size, len(splits.y_final)))
         manifest["wall_seconds"] = round(
             (manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
         return _finish(options, dataset, manifest, tracker, times, ran, write_leaderboard)
@@ -191,7 +195,8 @@ def _finish(options: RunOptions, dataset: Dataset, manifest: dict[str, Any], tra
         config = {"benchmark": options.name, "budget": budget.to_dict(),
                   "budget_hash": budget.hash, "dataset": dataset.name,
                   "architectures": manifest["architectures"], "git_commit": git_state()["commit"]}
-        report_id = tracker.log_report(config, leaderboard, leaderboard.parent / rundir.LEADERBOARD_CSV)
+        report_id = tracker.log_report(config, leaderboard, leaderboard.parent / rundir.LEADERBOARD_CSV,
+                                       rundir.measurements(run_dir))
         manifest["wandb"]["report_run_id"] = report_id
         rundir.write_json(run_dir / rundir.MANIFEST, manifest)
     sync = tracker.sync_command()

@@ -195,14 +195,19 @@ class Tracker:
         run.log({"test/predictions": table})
 
     @timing.timed(timing.WANDB)
-    def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path) -> str | None:
+    def log_report(self, config: dict[str, Any], leaderboard: Path, csv_file: Path,
+                   measurements: dict[str, dict[str, float]] | None = None) -> str | None:
         """The benchmark's own run (``job_type=report``): the leaderboard as a table, the
-        plots as images, and the markdown, CSV and plots as an artifact. Returns its id."""
+        plots as images, the markdown, CSV and plots as an artifact, and in its summary
+        ``measurements`` (architecture -> the measurement columns, timed after the final
+        runs ended). Returns its id."""
         with self.run(f"{self.group}-report", "report", config, ["report"]) as run:
             if run is None:
                 return None
             import pandas as pd
             import wandb
+
+            run.summary["measurements"] = measurements or {}
 
             images = sorted(leaderboard.parent.glob("*.png"))
             run.log({

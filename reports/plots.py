@@ -172,26 +172,25 @@ def write_plots(table: pd.DataFrame, trials: pd.DataFrame, directory: Path,
     directory.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path | None] = {}
     if not table.empty:
-        plots["Test accuracy vs parameters"] = _scatter(
-            table, "total_params", _titled("Test accuracy vs model size", subtitle),
-            "parameters (log scale)", directory / ACCURACY_VS_PARAMS, _count)
-        plots["Test accuracy vs inference latency"] = _scatter(
-            table, "inference_latency_ms", _titled("Test accuracy vs inference latency", subtitle),
-            "latency at batch 1 (ms, log scale)", directory / ACCURACY_VS_LATENCY,
-            lambda value, _position=None: f"{value:g}")
-        for column, what, label, name in (
+        milliseconds = lambda value, _position=None: f"{value:g}"  # noqa: E731
+        for column, what, label, name, formatter in (
+                ("total_params", "model size", "parameters (log scale)", ACCURACY_VS_PARAMS,
+                 _count),
+                ("inference_latency_ms", "inference latency",
+                 "latency at batch 1 (ms, log scale)", ACCURACY_VS_LATENCY, milliseconds),
                 ("macs_per_image", "compute", "multiply-accumulates per image (log scale)",
-                 ACCURACY_VS_MACS),
+                 ACCURACY_VS_MACS, _count),
                 ("peak_train_memory_mb", "training memory",
-                 "peak training memory (MiB above its start, log scale)", ACCURACY_VS_MEMORY)):
+                 "peak training memory (MiB above its start, log scale)", ACCURACY_VS_MEMORY,
+                 _count)):
             if column not in table:
                 continue
             values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
             measured = table.reset_index(drop=True).assign(**{column: values})[values > 0]
-            if len(measured):  # runs that did not record it have no such plot
+            if len(measured):  # what a run did not record (or not yet) has no plot
                 plots[f"Test accuracy vs {what}"] = _scatter(
                     measured, column, _titled(f"Test accuracy vs {what}", subtitle), label,
-                    directory / name, _count)
+                    directory / name, formatter)
         best_ids = dict(zip(table["architecture"], table["best_trial_id"], strict=True))
         plots["Validation accuracy per epoch"] = validation_curves(
             trials, best_ids, directory / VALIDATION_CURVES, subtitle)

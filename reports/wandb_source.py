@@ -30,16 +30,19 @@ def runs_to_data(runs: Iterable[Any], group: str, project: str = "") -> RunData:
     predictions exist in W&B, so the significance section is left out.
     """
     mine = [r for r in runs if r.group == group]
-    trials, finals = [], defaultdict(list)
+    trials, finals, measured = [], defaultdict(list), {}
     for run in mine:
         if run.job_type == "trial":
             trials.append(_trial_row(run))
         elif run.job_type == "final":
             finals[_get(run.config, "architecture", "?")].append(run)
+        elif run.job_type == "report":  # the speeds, timed after the final runs ended
+            measured.update(dict(_get(run.summary, "measurements", {})))
     if not mine:
         raise ValueError(f"no W&B run in group {group!r}")
     trial_table = pd.DataFrame(trials)
-    results = [_result_row(arch, runs_, trial_table) for arch, runs_ in sorted(finals.items())]
+    results = [{**_result_row(arch, runs_, trial_table), **dict(measured.get(arch, {}))}
+               for arch, runs_ in sorted(finals.items())]
     finished = set(finals)
     for arch in sorted({t["architecture"] for t in trials} - finished):
         results.append({"architecture": arch, "status": "failed",

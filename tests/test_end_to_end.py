@@ -65,6 +65,16 @@ def test_every_file_of_the_run_directory_is_written(smoke_run):
     for arch in ARCHS:
         assert (run_dir / rundir.TUNER_DIR / arch / "oracle.json").is_file()
     assert f"leaderboard written to {run_dir / rundir.LEADERBOARD}" in first.stdout
+    assert f"measuring {len(ARCHS)} saved model(s) in" in first.stdout
+    import keras
+
+    import benchmarks.recipe  # noqa: F401 - registers the schedule and loss the models use
+
+    results = {r["architecture"]: r for r in rundir.read_rows(run_dir / rundir.RESULTS)}
+    for arch in ARCHS:  # each final model can be taken away and reloaded
+        saved = keras.saving.load_model(rundir.model_path(run_dir, arch))
+        assert saved.count_params() == int(results[arch]["total_params"])
+        assert float(results[arch]["inference_latency_ms"]) > 0
 
 
 def test_manifest_records_budget_dataset_and_environment(smoke_run):

@@ -441,3 +441,15 @@ def test_rows_measured_on_two_machines_are_refused_or_flagged(tmp_path):
     flags = {r[0]: r[-1] for r in table_rows(text, "## Budget parity")}
     assert flags["mid\\_net"] == "other machine or settings bbbbbbbbbbbb"
     assert "other machine" not in flags["big\\_net"]
+
+
+def test_wandb_adapter_takes_the_speeds_from_the_report_run():
+    sizes = {"total_params": 12, "trainable_params": 10}  # the final run ends before timing
+    speeds = {"inference_latency_ms": 1.5, "inference_latency_iqr_ms": 0.1,
+              "train_images_per_second": 100.0}
+    runs = [stand_in("trial", "cnn", "t0", {"trial_id": "0"}, {"status": "COMPLETED", "score": 0.8}),
+            stand_in("final", "cnn", "f0", {"seed": 0}, {"test_accuracy": 0.84, **sizes}),
+            stand_in("report", "cnn", "r", summary={"measurements": {"cnn": speeds}})]
+    [row] = [r for _, r in runs_to_data(runs, "g1").results.iterrows()]
+    assert row["inference_latency_ms"] == 1.5 and row["train_images_per_second"] == 100.0
+    assert row["total_params"] == 12
