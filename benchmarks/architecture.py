@@ -253,7 +253,6 @@ def summary_line(row: dict[str, Any]) -> str:
         return f"not applicable: {row['error']}"
     if row["status"] != "ok":
         return f"FAILED: {row['error']}"
-    return (
-        f"test accuracy {row['test_accuracy']:.4f}, val {row['val_accuracy']:.4f}, "
-        f"{row['total_params']:,} params, {row['inference_latency_ms']:.2f} ms/image"
-    )
+    return (f"test accuracy {row['test_accuracy']:.4f}, val {row['val_accuracy']:.4f}, "
+            f"{row['total_params']:,} params, {row['macs_per_image'] / 1e6:.1f} M "
+            "multiply-accumulates per image")  # speeds: timed after the last training

@@ -98,3 +98,12 @@ def test_accuracy_plots_against_compute_and_memory_when_recorded(tmp_path):
     assert "train memory MiB" in text and load_run(run).results["peak_train_memory_mb"].max() == 30
     bare = make_run(tmp_path / "bare", ROWS)
     assert "accuracy_vs_memory.png" not in write_leaderboard(bare).read_text()
+
+
+def test_the_progress_line_of_an_architecture_names_what_is_known_before_timing():
+    from benchmarks.architecture import summary_line
+
+    row = {"status": "ok", "test_accuracy": 0.85, "val_accuracy": 0.8, "total_params": 78426,
+           "macs_per_image": 12_345_678, "inference_latency_ms": math.nan}
+    assert summary_line(row) == ("test accuracy 0.8500, val 0.8000, 78,426 params, 12.3 M "
+                                 "multiply-accumulates per image")
