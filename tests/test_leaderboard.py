@@ -383,7 +383,7 @@ def test_no_time_section_for_runs_made_before_it_existed(tmp_path):
     assert "## Where the time went" not in render(load_run(make_run(tmp_path, ROWS)))
 
 
-@pytest.mark.parametrize("n", [60, 1000])
+@pytest.mark.parametrize("n", [60, pytest.param(1000, marks=pytest.mark.slow)])
 def test_the_paired_interval_holds_zero_exactly_when_the_exact_test_does_not_reject(n):
     for only_best in range(0, 26):
         for only_other in range(0, 26):

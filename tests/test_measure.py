@@ -85,6 +85,7 @@ def test_peak_memory_sees_what_the_block_allocated_and_freed():
     assert quiet.megabytes < memory.megabytes, "the peak is reset at each start"
 
 
+@pytest.mark.slow  # draws two leaderboards' plots: 2.3 s
 def test_accuracy_plots_against_compute_and_memory_when_recorded(tmp_path):
     from reports.leaderboard import load_run, write_leaderboard
     from tests.test_leaderboard import ROWS, make_run

@@ -65,6 +65,7 @@ def test_rounds_are_interleaved_across_architectures(run_dir, monkeypatch):
     assert order == ["a", "b", "c"] * 3
 
 
+@pytest.mark.slow  # times three models: 2.4 s
 def test_the_phase_fills_only_what_is_missing_and_a_rerun_has_nothing_left(run_dir):
     x, y = np.zeros((256, 8, 8, 1), "float32"), np.zeros(256, "int64")
     lines = []
