@@ -114,3 +114,19 @@ def test_a_preloaded_dataset_is_taken_once():
     assert load_dataset(request, seed=1) is loaded
     again = load_dataset(request, seed=1)
     assert again is not loaded and (again.x_train == loaded.x_train).all()
+
+
+@pytest.mark.parametrize("argv", [["--help"], pytest.param(["report", "RUN"], marks=pytest.mark.slow)])
+def test_help_and_report_run_without_tensorflow_and_print_none_of_it(tmp_path, argv):
+    from tests.test_leaderboard import ROWS, make_run
+
+    run = make_run(tmp_path, ROWS)
+    argv = [str(run) if a == "RUN" else a for a in argv]
+    code = ("import sys\nfrom benchmarks.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
+            "except SystemExit as exit:\n    code = exit.code\n"
+            f"print('EXIT', code, [m for m in {HEAVY[:3]!r} if m in sys.modules])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=Path(__file__).parents[1],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "EXIT 0 []", (done.stdout[-500:], done.stderr[-2000:])
+    assert not [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)]
