@@ -149,15 +149,20 @@ class _SearchOver:
 
 def _servicer_class():
     # Keras Tuner imports its gRPC protos lazily, to avoid protobuf version clashes.
+    from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
+
+    stopped = protos.get_proto().TrialStatus.STOPPED
 
     class Servicer(oracle_chief.OracleServicer):
         """Keras Tuner's servicer, noting when a worker last spoke and which trials ended."""
 
-        def __init__(self, oracle, on_trial_end: Callable | None) -> None:
+        def __init__(self, oracle, on_trial_end: Callable | None, asked: set[str]) -> None:
             super().__init__(oracle)
             self.on_trial_end = on_trial_end
             self.last_heard = time.monotonic()
+            self.asked = asked  # every worker that asked any of the chief's servers
+            self.told_to_stop: set[str] = set()
 
         def _heard(self) -> None:
             self.last_heard = time.monotonic()
@@ -170,10 +175,17 @@ def _servicer_class():
             method.__name__ = name
             return method
 
-        GetSpace, UpdateSpace, CreateTrial, UpdateTrial, GetTrial, GetBestTrials = map(  # noqa: N815 - gRPC's names
-            _hearing,
-            ["GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "GetTrial", "GetBestTrials"],
+        GetSpace, UpdateSpace, UpdateTrial, GetTrial, GetBestTrials = map(  # noqa: N815 - gRPC's names
+            _hearing, ["GetSpace", "UpdateSpace", "UpdateTrial", "GetTrial", "GetBestTrials"],
         )
+
+        def CreateTrial(self, request, context):  # noqa: N802
+            self._heard()
+            self.asked.add(request.tuner_id)
+            response = super().CreateTrial(request, context)
+            if response.trial.status == stopped:
+                self.told_to_stop.add(request.tuner_id)
+            return response
 
         def EndTrial(self, request, context):  # noqa: N802
             self._heard()
@@ -191,12 +203,13 @@ class ChiefServer:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._servers: dict[int, tuple] = {}
+        self.asked: set[str] = set()
 
     def _start(self, index: int, oracle, on_trial_end=None):
         import grpc
         from keras_tuner.src import protos
 
-        servicer = _servicer_class()(oracle, on_trial_end)
+        servicer = _servicer_class()(oracle, on_trial_end, self.asked)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
         protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
         address = f"{self.cluster.ip}:{self.cluster.port + index}"
@@ -249,10 +262,28 @@ class ChiefServer:
         finally:
             servicer.oracle = _SearchOver()
 
-    def close(self) -> None:
+    def waiting_for(self) -> set[str]:
+        """The workers that asked for trials but were not yet told that every search is over
+        (by the last architecture's server, the last one they ask)."""
+        if not self._servers:
+            return set()
+        return self.asked - self._servers[max(self._servers)][1].told_to_stop
+
+    def close(self, linger: bool = False) -> None:
+        """Stop serving. With ``linger``, first wait until every worker that asked was told
+        that the search is over, or until none spoke for the timeout: a worker still ending
+        its last trial would otherwise ask a closed port and wait for its deadline."""
+        if linger and self.waiting_for():
+            print(f"archbench: waiting for {', '.join(sorted(self.waiting_for()))} to hear that "
+                  f"every search is over", flush=True)
+            while self.waiting_for() and self._silence() < self.cluster.timeout:
+                time.sleep(POLL_SECONDS)
         for server, _ in self._servers.values():
             server.stop(grace=1)
         self._servers.clear()
+
+    def _silence(self) -> float:
+        return time.monotonic() - max(s.last_heard for _, s in self._servers.values())
 
 
 def fail_handed_trials(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | None = None) -> None:

@@ -43,6 +43,7 @@ class SearchPlace(Protocol):
     def __exit__(self, *exc_info) -> None: ...
     def skip(self, index: int) -> None: ...
     def search(self, index: int, bench: ArchitectureBenchmark) -> kt.Tuner: ...
+    def close(self, linger: bool) -> None: ...  # after the run's end (``linger``: it succeeded)
 
 
 class SearchHere:
@@ -64,6 +65,9 @@ class SearchHere:
         tuner = bench.make_tuner()
         bench.search(tuner)
         return tuner
+
+    def close(self, linger: bool) -> None:
+        return None
 
 
 def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> int:
@@ -98,13 +102,19 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
         times = TimeBook(manifest, options.run_dir)
         place = (ChiefSearch(options, cluster, accelerator["gpus"]) if options.distributed
                  else SearchHere())
-        ran = benchmark_all(options, splits, tracker, times, place, digest)
-        interrupt.check()
-        ran += len(measure_saved(options.run_dir, splits.x_final, splits.y_final,
-                                 budget.batch_size, len(splits.y_final)))
-        manifest["wall_seconds"] = round(
-            (manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
-        return _finish(options, dataset, manifest, tracker, times, ran, write_leaderboard)
+        try:
+            ran = benchmark_all(options, splits, tracker, times, place, digest)
+            interrupt.check()
+            ran += len(measure_saved(options.run_dir, splits.x_final, splits.y_final,
+                                     budget.batch_size, len(splits.y_final)))
+            manifest["wall_seconds"] = round(
+                (manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
+            code = _finish(options, dataset, manifest, tracker, times, ran, write_leaderboard)
+        except BaseException:
+            place.close(linger=False)
+            raise
+        place.close(linger=True)
+        return code
 
 
 def benchmark_all(

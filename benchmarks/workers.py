@@ -70,8 +70,13 @@ class ChiefSearch:
         finally:
             if self.workers:
                 self.workers.kill()
-            self.server.close()
+                self.server.close()  # its own workers are gone
             rundir.merge_worker_trials(self.run_dir)
+
+    def close(self, linger: bool) -> None:
+        """Other machines' workers may still be ending their last trial: the servers answer
+        "stopped" until the run's end and, with ``linger``, until each worker heard it."""
+        self.server.close(linger=linger)
 
     def skip(self, index: int) -> None:
         self.server.skip(index)

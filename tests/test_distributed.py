@@ -146,6 +146,56 @@ def test_the_chief_times_out_instead_of_waiting_for_workers_forever(tmp_path, mo
         server.close()
 
 
+def test_the_chief_answers_a_worker_still_ending_its_trial_after_the_search(tmp_path, monkeypatch):
+    """worker1 was told "stopped" while worker0 ran the last trial: the search is over when
+    worker0 ends it, but worker0 has yet to ask again. The chief lingers until it has."""
+    from keras_tuner.src.distribute import oracle_client
+
+    monkeypatch.setattr(oracle_client, "TIMEOUT", 10)  # a closed port fails in 10 s, not an hour
+    oracle = fake_oracle(max_trials=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    server = ChiefServer(Cluster("chief", "127.0.0.1", free_port_range(1), timeout=30))
+    serving = threading.Thread(target=server.serve, args=(0, oracle))
+    serving.start()
+    late: list = []
+    try:
+        with server.cluster.serving(0):
+            client = oracle_client.OracleClient(None)
+            trial = client.create_trial("worker0")
+            assert client.create_trial("worker1").status == "STOPPED"
+            client.end_trial(trial)  # the search is over; worker0 has not been told yet
+            serving.join(timeout=30)
+            assert not serving.is_alive()
+            assert server.waiting_for() == {"worker0"}
+
+            def ask_late():
+                time.sleep(1.0)  # still writing its trial's files
+                try:
+                    late.append(client.create_trial("worker0").status)
+                except Exception as exc:  # noqa: BLE001 - the failure this test exists for
+                    late.append(repr(exc))
+
+            asker = threading.Thread(target=ask_late)
+            asker.start()
+            server.close(linger=True)
+            asker.join(timeout=30)
+    finally:
+        server.close()
+    assert late == ["STOPPED"]
+    assert server.waiting_for() == set()
+
+
+def test_a_lingering_chief_gives_up_on_a_silent_worker(tmp_path, capsys):
+    oracle = fake_oracle(max_trials=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    server = ChiefServer(Cluster("chief", "127.0.0.1", free_port_range(1), timeout=0.5))
+    server.asked.add("worker7")  # asked once, then died
+    server.skip(0)
+    server.close(linger=True)  # returns once nobody spoke for the timeout
+    assert "waiting for worker7 to hear that every search is over" in capsys.readouterr().out
+    assert server.waiting_for() == set()  # closed: nothing left to wait for
+
+
 def test_worker_trial_rows_are_merged_over_the_chiefs(tmp_path):
     columns = rundir.TRIAL_COLUMNS
     rundir.write_rows(tmp_path / rundir.TRIALS, columns, [
