@@ -286,33 +286,6 @@ class ChiefServer:
         return time.monotonic() - max(s.last_heard for _, s in self._servers.values())
 
 
-def fail_handed_trials(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | None = None) -> None:
-    """A worker that cannot build an architecture's tuner still answers its chief.
-
-    Every trial the chief hands it is ended as failed with ``reason`` (and passed to
-    ``on_trial_end``: Keras Tuner does not send a trial's message to the chief), until
-    the chief says stop; without this the chief would wait for it until its timeout.
-    """
-    import keras_tuner as kt
-    from keras_tuner.src.distribute import oracle_client
-
-    with cluster.serving(index):
-        client = oracle_client.OracleClient(None)
-        while True:
-            trial = client.create_trial(cluster.tuner_id)
-            if trial.status == "STOPPED":
-                return
-            if trial.status == "IDLE":
-                time.sleep(POLL_SECONDS)
-                interrupt.check()
-                continue
-            trial.status = kt.engine.trial.TrialStatus.FAILED
-            trial.message = reason
-            client.end_trial(trial)
-            if on_trial_end is not None:
-                on_trial_end(trial)
-
-
 class LocalWorkers:
     """Worker processes on this machine, restarted with the same tuner id when they die.
 

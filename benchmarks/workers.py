@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
+from collections.abc import Callable
 
 import grpc
 import keras_tuner as kt
@@ -16,12 +18,12 @@ from benchmarks.data import Splits
 from benchmarks.distributed import (
     EXIT_OK,
     EXIT_RECYCLE,
+    POLL_SECONDS,
     ChiefServer,
     Cluster,
     DistributedError,
     LocalWorkers,
     WorkersLost,
-    fail_handed_trials,
     free_port_range,
 )
 from benchmarks.options import RunOptions, to_argv
@@ -148,3 +150,29 @@ def _train_handed_trials(options: RunOptions, splits: Splits, cluster: Cluster) 
                                    on_trial_end=lambda trial, b=bench, r=record: b.writer.write(trial, r))
                 continue
             bench.search(tuner)
+
+
+def fail_handed_trials(cluster: Cluster, index: int, reason: str, on_trial_end: Callable | None = None) -> None:
+    """A worker that cannot build an architecture's tuner still answers its chief.
+
+    Every trial the chief hands it is ended as failed with ``reason`` (and passed to
+    ``on_trial_end``: Keras Tuner does not send a trial's message to the chief), until
+    the chief says stop; without this the chief would wait for it until its timeout.
+    """
+    from keras_tuner.src.distribute import oracle_client
+
+    with cluster.serving(index):
+        client = oracle_client.OracleClient(None)
+        while True:
+            trial = client.create_trial(cluster.tuner_id)
+            if trial.status == "STOPPED":
+                return
+            if trial.status == "IDLE":
+                time.sleep(POLL_SECONDS)
+                interrupt.check()
+                continue
+            trial.status = kt.engine.trial.TrialStatus.FAILED
+            trial.message = reason
+            client.end_trial(trial)
+            if on_trial_end is not None:
+                on_trial_end(trial)

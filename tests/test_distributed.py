@@ -25,12 +25,11 @@ from benchmarks.distributed import (
     DistributedError,
     LocalWorkers,
     WorkersLost,
-    fail_handed_trials,
     free_port_range,
 )
 from benchmarks.options import RunOptions
 from benchmarks.tuning import Recycle, TrialQuota
-from benchmarks.workers import worker_argv
+from benchmarks.workers import fail_handed_trials, worker_argv
 
 REPO = Path(__file__).parents[1]
 
