@@ -1,4 +1,4 @@
-"""Training callbacks for W&B: epoch wall time, per-layer gradient norms and histograms.
+"""Training callbacks for W&B: epoch metrics and wall time, per-layer gradient norms and histograms.
 
 wandb's legacy ``WandbCallback`` and its gradient logging are gone, and ``wandb.watch`` is
 PyTorch-only, so this callback computes the gradients itself.
@@ -28,6 +28,30 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class EpochLogger(keras.callbacks.Callback):
+    """Logs each epoch's metrics to ``run`` as ``epoch/<name>`` against ``epoch/epoch``, with
+    the learning rate the optimizer ended the epoch at, as W&B's ``WandbMetricsLogger``
+    names them. Unlike it, it logs to the run it is given (several runs may be alive at
+    once, and ``wandb.log`` logs to the global one), needs no started run until the first
+    epoch ends, and has no batch hook."""
+
+    def __init__(self, run) -> None:
+        super().__init__()
+        self.run = run
+        self._defined = False
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not self._defined:
+            self.run.define_metric("epoch/*", step_metric="epoch/epoch")
+            self._defined = True
+        values = {f"epoch/{name}": value for name, value in (logs or {}).items()}
+        values["epoch/epoch"] = epoch
+        rate = getattr(self.model.optimizer, "learning_rate", None)
+        if rate is not None:
+            values["epoch/learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+        self.run.log(values)
+
+
 class GradientLogger(keras.callbacks.Callback):
     """At the end of each epoch, log the gradient norm of every trainable weight.
 
@@ -49,7 +73,7 @@ class GradientLogger(keras.callbacks.Callback):
         self.x = tf.constant(x[:GRADIENT_BATCH])
         self.y = tf.constant(y[:GRADIENT_BATCH])
         self.histogram_every = histogram_every
-        run.define_metric("gradients/*", step_metric="epoch/epoch")
+        self._defined = False  # the run may still be starting: defined at the first epoch end
 
     def _compute(self):
         # Eager on purpose: one small batch per epoch, and a tf.function per final run
@@ -63,6 +87,9 @@ class GradientLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         import wandb
 
+        if not self._defined:
+            self.run.define_metric("gradients/*", step_metric="epoch/epoch")
+            self._defined = True
         values = {"epoch/epoch": epoch}
         with_histograms = self.histogram_every and (epoch + 1) % self.histogram_every == 0
         for weight, gradient in zip(self.model.trainable_weights, self._compute(), strict=True):

@@ -116,7 +116,8 @@ class SuiteHyperModel(kt.HyperModel):
         budget = self.budget
         kwargs.setdefault("verbose", 0)
         peak = hp.get(LEARNING_RATE) if budget.schedule == "cosine" else None
-        steps_per_epoch = math.ceil(len(args[0]) / budget.batch_size)
+        args, kwargs = fit_arguments(args, kwargs, budget.batch_size)
+        steps_per_epoch = len(args[0])  # whole batches (Batches)
         clock = None
         if budget.budget_by == "time":
             kwargs["epochs"] = epochs = TIME_BUDGET_EPOCHS  # the clock stops the training
@@ -133,7 +134,6 @@ class SuiteHyperModel(kt.HyperModel):
                   keras.callbacks.EarlyStopping(
                       monitor=OBJECTIVE, mode="max", restore_best_weights=True,
                       patience=budget.patience or epochs + 1)]  # patience 0: never stops early
-        args, kwargs = fit_arguments(args, kwargs, budget.batch_size)
         history = model.fit(*args, callbacks=[*callbacks, *recipe], **kwargs)
         # the optimizer steps taken: under a time budget the last epoch may end early
         history.steps_run = (clock.steps if clock else

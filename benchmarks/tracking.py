@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import string
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,41 @@ def _has_credentials() -> bool:
         return False
 
 
+def new_run_id() -> str:
+    """A run id made here, so that a run's id is known before W&B has started it: eight
+    characters of lowercase letters and digits, like W&B's own."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+class PendingRun:
+    """A W&B run that a background thread is starting. Its ``id`` is known at once; any
+    other attribute waits for the start (the wait is charged to W&B's phase), then is the
+    run's own."""
+
+    def __init__(self, future: Future, run_id: str) -> None:
+        self._future, self._id = future, run_id
+
+    @property
+    def id(self) -> str:
+        """The run's id, known before it starts; another one only where an online start
+        failed and the run was started offline instead."""
+        if self._future.done() and self._future.exception() is None:
+            return self._future.result().id
+        return self._id
+
+    def get(self):
+        """The started run (waiting for it); raises what ``wandb.init`` raised."""
+        if not self._future.done():
+            with timing.phase(timing.WANDB):
+                return self._future.result()
+        return self._future.result()
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_future", "_id"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
+
+
 class Tracker:
     """Starts and finishes the W&B runs of one benchmark, one at a time.
 
@@ -80,37 +118,38 @@ class Tracker:
         self.directory = directory
         self.entity = entity
         self.fell_back = False
+        self._starter: ThreadPoolExecutor | None = None  # one thread starts the runs in turn
 
     @property
     def enabled(self) -> bool:
         return self.mode != "disabled"
 
-    @timing.timed(timing.WANDB)
-    def start(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]):
-        """Start a run and return it, or None when W&B is disabled.
+    def start(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]
+              ) -> PendingRun | None:
+        """Start a run in the background and return it at once (None when W&B is disabled):
+        the training goes on while W&B starts; the run's first use waits for it.
 
         An online run that cannot start switches the rest of the benchmark to offline
         with one warning: a trial is never lost because of W&B.
         """
         if not self.enabled:
             return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        run_id = new_run_id()
+        kwargs = dict(project=self.project, entity=self.entity, group=self.group,
+                      job_type=job_type, name=name, tags=tags, config=config, id=run_id,
+                      dir=str(self.directory))
+        if self._starter is None:
+            self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wandb-start")
+        return PendingRun(self._starter.submit(self._init, kwargs), run_id)
+
+    def _init(self, kwargs: dict[str, Any]):
         import wandb
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        kwargs = dict(
-            project=self.project,
-            entity=self.entity,
-            group=self.group,
-            job_type=job_type,
-            name=name,
-            tags=tags,
-            config=config,
-            dir=str(self.directory),
-            reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-        )
+        # Several runs may be alive at once: each is logged to through its own object.
+        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True)
         try:
-            return wandb.init(mode=self.mode, **kwargs)
+            return wandb.init(mode=self.mode, reinit="create_new", settings=settings, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any W&B failure falls back to offline
             if self.mode != "online":
                 raise
@@ -121,14 +160,16 @@ class Tracker:
                 file=sys.stderr,
             )
             self.mode, self.fell_back = "offline", True
-            return wandb.init(mode="offline", **kwargs)
+            kwargs["id"] = new_run_id()  # W&B holds the failed run's id
+            return wandb.init(mode="offline", reinit="create_new", settings=settings, **kwargs)
 
     @staticmethod
     @timing.timed(timing.WANDB)
     def finish(run, exit_code: int = 0) -> None:
-        """Finish ``run`` (a no-op for None) so that the next ``start`` opens a new one."""
+        """Finish ``run`` (a no-op for None). W&B writes the run's last records before it
+        returns (about 10 ms): a trial's row is written after its run is complete on disk."""
         if run is not None:
-            run.finish(exit_code=exit_code)
+            run.get().finish(exit_code=exit_code)
 
     @contextlib.contextmanager
     def run(self, name: str, job_type: str, config: dict[str, Any], tags: list[str]) -> Iterator[Any]:
@@ -155,12 +196,10 @@ class Tracker:
         per-layer gradient norms computed on ``x[:64], y[:64]`` when ``gradients``."""
         if run is None:
             return []
-        from wandb.integration.keras import WandbMetricsLogger
-
-        from benchmarks.gradients import EpochTimer
+        from benchmarks.gradients import EpochLogger, EpochTimer
 
         # The timer comes first: it adds `epoch_seconds` to the logs the W&B logger sends.
-        callbacks = [EpochTimer(), WandbMetricsLogger(log_freq="epoch")]
+        callbacks = [EpochTimer(), EpochLogger(run)]
         if gradients:
             from benchmarks.gradients import GradientLogger
 

@@ -192,6 +192,7 @@ class _SuiteTunerMixin:
                 raise kt.errors.FailedTrialError(f"out of memory: {exc.message}") from exc
             finally:
                 record.train_seconds = time.perf_counter() - start
+                record.wandb_run_id = run.id if run else ""  # started by now
             history = histories[0]
             record.epochs_run = len(history.history.get("loss", []))
             record.steps_run = getattr(history, "steps_run", 0)

@@ -245,7 +245,13 @@ def test_kill_9_during_a_trial_then_rerun_gives_the_uninterrupted_results(smoke_
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)  # the first trial is written, the second is running
     victim.wait()
-    assert len(rundir.read_rows(run_dir / rundir.TRIALS)) < len(ARCHS) * TRIALS
+    written = rundir.read_rows(run_dir / rundir.TRIALS)
+    assert len(written) < len(ARCHS) * TRIALS
+    paths = runs_by_id(run_dir)
+    for trial in written:  # a written trial's W&B run is complete on disk, killed or not
+        summary = wandb_inspect(paths[trial["wandb_run_id"]], summary=True)
+        assert summary["summary"]["status"] == "COMPLETED" and summary["exit_code"] == 0
+        assert summary["summary"]["score"] == pytest.approx(float(trial["score"]))
 
     rerun = archbench(*argv, cwd=root)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -108,46 +108,76 @@ def test_available_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path,
     assert rows_module.available_memory(proc, cgroups) == expected
 
 
-def test_batches_cover_every_image_once_per_epoch_reshuffled_and_repeatable(cached):
+def epoch_orders(images, labels, batch_size, seed, epochs=3):
+    """The labels each training epoch reads, checking that every image matches its label."""
     from benchmarks.streaming import Batches
 
-    labels = np.arange(50)
+    np.random.seed(seed)  # what the trial's seed does
+    batches = Batches(images, labels, batch_size=batch_size, shuffle=True)
+    seen = []
+    for _ in range(epochs):
+        order = []
+        for i in range(len(batches)):
+            x, y = batches[i]
+            assert len(y) == batch_size, "training batches are all full"
+            np.testing.assert_array_equal(x, np.asarray(images)[y])  # images match labels
+            order += y.tolist()
+        batches.on_epoch_end()
+        seen.append(order)
+    return seen
+
+
+@pytest.mark.parametrize("source", ["array", "rows"])
+def test_each_epoch_reads_a_new_permutation_fixed_by_the_seed(cached, source):
     images = Rows(cached).floats()
+    images = np.asarray(images)[:48] if source == "array" else images.take(np.arange(48))
+    labels = np.arange(48)
+    first = epoch_orders(images, labels, 8, seed=7)
+    for order in first:
+        assert sorted(order) == list(range(48)), "each epoch is a permutation of every image"
+    assert len({tuple(order) for order in first}) == 3, "a new order each epoch"
+    assert epoch_orders(images, labels, 8, seed=7) == first, "the trial's seed fixes the order"
+    assert epoch_orders(images, labels, 8, seed=8) != first, "another seed, another order"
 
-    def epochs(seed):
-        np.random.seed(seed)
-        batches = Batches(images, labels, batch_size=8, shuffle=True)
-        seen = []
-        for _ in range(2):
-            order = []
-            for i in range(len(batches)):
-                x, y = batches[i]
-                np.testing.assert_array_equal(x, to_float(cached[y]))  # images match labels
-                order += y.tolist()
-            batches.on_epoch_end()
-            seen.append(order)
-        return seen
 
-    first, second = epochs(7)
-    assert sorted(first) == list(range(50)) and sorted(second) == list(range(50))
-    assert first != second, "a new order each epoch"
-    assert epochs(7) == [first, second], "the trial's seed fixes the order"
+def test_streamed_and_in_memory_splits_are_read_in_the_same_batches(cached):
+    lazy = Rows(cached).floats()
+    labels = np.arange(50)
+    assert epoch_orders(lazy, labels, 8, seed=5) == epoch_orders(np.asarray(lazy), labels, 8, seed=5)
+
+
+def test_the_images_left_over_by_whole_batches_change_from_epoch_to_epoch(cached):
+    images, labels = np.asarray(Rows(cached).floats()), np.arange(50)
+    orders = epoch_orders(images, labels, 8, seed=3, epochs=6)  # 6 batches: 48 of 50 images
+    assert all(len(set(order)) == 48 for order in orders)
+    left_out = [frozenset(range(50)) - set(order) for order in orders]
+    assert len(set(left_out)) > 1, "not the same two images every epoch"
+    from benchmarks.streaming import Batches
+
+    few = Batches(images[:5], labels[:5], batch_size=8, shuffle=True)  # fewer than a batch
+    assert len(few) == 1 and sorted(few[0][1]) == [0, 1, 2, 3, 4]
+
+
+def test_validation_and_prediction_batches_cover_every_image_in_order(cached):
+    from benchmarks.streaming import Batches
+
+    images = Rows(cached).floats()
     plain = Batches(images, None, batch_size=8)
     assert len(plain) == 7 and plain[6].shape == (2, 6, 5, 3)
+    np.testing.assert_array_equal(np.concatenate([plain[i] for i in range(7)]), np.asarray(images))
 
 
-def test_fit_arguments_leave_arrays_alone_and_turn_rows_into_batches(cached):
+def test_fit_arguments_turn_arrays_and_rows_into_batches(cached):
     from benchmarks.streaming import Batches, fit_arguments
 
-    x, y = np.zeros((4, 6, 5, 3), np.float32), np.zeros(4, int)
-    args, kwargs = fit_arguments((x, y), {"validation_data": (x, y), "epochs": 2}, 32)
-    assert args[0] is x and args[1] is y
-    assert kwargs == {"validation_data": (x, y), "epochs": 2, "batch_size": 32}
-    lazy = Rows(cached).floats()
-    args, kwargs = fit_arguments((lazy, np.arange(50)), {"validation_data": (lazy, np.arange(50))}, 16)
-    assert len(args) == 1 and isinstance(args[0], Batches) and args[0].shuffle
-    assert isinstance(kwargs["validation_data"], Batches) and not kwargs["validation_data"].shuffle
-    assert kwargs["shuffle"] is False and "batch_size" not in kwargs
+    for x in (np.zeros((40, 6, 5, 3), np.float32), Rows(cached).floats()):
+        y = np.zeros(len(x), int)
+        args, kwargs = fit_arguments((x, y), {"validation_data": (x, y), "epochs": 2,
+                                              "batch_size": 99}, 16)
+        assert len(args) == 1 and isinstance(args[0], Batches) and args[0].shuffle
+        assert args[0].images is x and len(args[0]) == len(x) // 16
+        assert isinstance(kwargs["validation_data"], Batches) and not kwargs["validation_data"].shuffle
+        assert kwargs == {"validation_data": kwargs["validation_data"], "epochs": 2, "shuffle": False}
 
 
 def test_a_model_trains_and_predicts_the_same_from_streamed_rows(cached):
