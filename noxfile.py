@@ -40,6 +40,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(default=False)
 def perf(session: nox.Session) -> None:
     """What the suite costs on top of training: suite vs plain Keras, workers vs one
-    process, input pipeline vs pre-batched tensors. `-- ARGS` go to benchmarks.perf."""
+    process, input pipeline vs pre-batched tensors, accelerator options; each repeated
+    (`-- --repeats N`). `-- ARGS` go to benchmarks.perf; its JSON makes the README's table
+    (python -m reports.perf_table runs/perf/perf.json --readme README.md)."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks.perf", *session.posargs)

@@ -117,6 +117,7 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "cuda": ({"cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
@@ -151,6 +152,24 @@ def machine(accelerator: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     record = {**{k: env[k] for k in MACHINE_FIELDS}, "accelerator": accelerator}
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
     return digest, record
+
+
+# The CPU's vector extensions that decide which oneDNN kernels run (and so the speed, and
+# how edge cases such as infinities come out).
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
+                "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The CPU's ``VECTOR_FLAGS`` (empty where ``/proc/cpuinfo`` cannot be read)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in VECTOR_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_model() -> str:

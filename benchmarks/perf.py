@@ -1,16 +1,19 @@
 """How much the suite costs on top of the training it runs: ``nox -s perf``.
 
-Three comparisons on this machine, in one invocation:
+Four comparisons on this machine, in one invocation, each repeated ``--repeats`` times with
+the contenders interleaved (the machine's own noise then falls on both sides):
 
 a. the suite's search (Keras Tuner, W&B offline, records) against a plain Keras loop that
-   trains the same models with the same hyperparameters, epochs, batches and data;
-b. ``--workers 2`` against one process on the same budget: trials per hour;
-c. the suite's input pipeline (``model.fit`` on in-memory arrays, shuffled every epoch,
-   a partial last batch) against pre-batched in-memory tensors, epoch by epoch, looking
-   for stalls before epochs;
+   trains the same models with the same hyperparameters, epochs, batches and data; a'. the
+   same with W&B disabled;
+b. ``--workers N`` against one process on the same budget: trials per hour;
+c. the suite's input pipeline (``Batches``: shuffled every epoch, whole batches) against
+   pre-batched in-memory tensors, epoch by epoch;
 d. the accelerator options (mixed precision, XLA) against neither, on this machine.
 
-Timings, not tests: nothing here asserts on them. Results go to stdout and to a JSON file.
+Each ratio is given per repeat, with its median, minimum and maximum. The JSON it writes
+(with the machine, CPU flags, threads and versions) is what ``python -m reports.perf_table``
+turns into the README's table. Timings, not tests: nothing here asserts on them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-STALL_FACTOR = 2.0  # an epoch slower than this times the median epoch is a stall
+COMPARISONS = ("a", "b", "c", "d")
+
+
+def spread(values: list[float]) -> dict:
+    """The median, minimum and maximum of a comparison's repeats."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "repeats": [round(v, 3) for v in values]}
 
 
 def _archbench(*argv: str) -> None:
@@ -44,18 +53,14 @@ def load_splits(budget):
                        budget.seed)
 
 
-def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
-    """(a): the same trials through the suite and through a plain Keras loop."""
+def _plain_loop(arch: str, budget, splits):
+    """A plain Keras loop over given hyperparameters: what a user would write by hand."""
     import keras
+    import keras_tuner as kt
 
-    from benchmarks.architecture import ArchitectureBenchmark
-    from benchmarks.options import RunOptions
     from benchmarks.recipe import LOSS
     from benchmarks.tuning import trial_seed
     from models.registry import get_architecture
-
-    architecture = get_architecture(arch)
-    import keras_tuner as kt
 
     def plain(hps: list[dict]) -> float:
         start = time.perf_counter()
@@ -64,13 +69,19 @@ def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
             keras.utils.set_random_seed(trial_seed(budget.seed, str(i)))
             hp = kt.HyperParameters()
             hp.values = dict(values)
-            model = architecture.build(hp, splits.image_shape, splits.num_classes)
+            model = get_architecture(arch).build(hp, splits.image_shape, splits.num_classes)
             model.compile(keras.optimizers.Adam(values["learning_rate"]), LOSS, metrics=["accuracy"])
-            model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size, epochs=budget.epochs,
-                      validation_data=(splits.x_val, splits.y_val), verbose=0)
+            model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size,
+                      epochs=budget.epochs, validation_data=(splits.x_val, splits.y_val), verbose=0)
         return time.perf_counter() - start
 
+    return plain
+
+
+def _suite_search(arch: str, budget, splits, output: Path):
     from benchmarks import rundir
+    from benchmarks.architecture import ArchitectureBenchmark
+    from benchmarks.options import RunOptions
 
     def suite(mode: str) -> tuple[float, list[dict]]:
         options = RunOptions([arch], budget, "fashion_mnist", output, f"perf-suite-{mode}",
@@ -83,50 +94,70 @@ def suite_vs_plain(arch: str, budget, splits, output: Path) -> dict:
         seconds = time.perf_counter() - start
         rows = rundir.read_rows(options.run_dir / rundir.TRIALS)
         return seconds, [json.loads(r["hyperparameters"])
-                         for r in sorted(rows, key=lambda r: r["trial_id"])]
+                         for r in sorted(rows, key=lambda r: int(r["trial_id"]))]
 
+    return suite
+
+
+def suite_vs_plain(arch: str, budget, splits, output: Path, repeats: int) -> dict:
+    """(a) and (a'): the same trials through the suite (W&B offline, then disabled) and
+    through a plain Keras loop, the three in a rotating order in each repeat."""
+    plain, suite = _plain_loop(arch, budget, splits), _suite_search(arch, budget, splits, output)
     plain([{"learning_rate": 1e-3}])  # warm-up: TensorFlow's first model is slower
-    suite("offline")  # warm-up too: W&B's first run starts its service and imports
-    with_wandb, hps = suite("offline")
-    without_wandb, same = suite("disabled")
-    assert same == hps, "the suite sampled other trials on its second search"
-    plain_seconds = plain(hps)
-    return {"trials": len(hps), "suite_seconds": round(with_wandb, 2),
-            "suite_without_wandb_seconds": round(without_wandb, 2),
-            "plain_seconds": round(plain_seconds, 2),
-            "ratio": round(with_wandb / plain_seconds, 3),
-            "ratio_without_wandb": round(without_wandb / plain_seconds, 3)}
+    _, hps = suite("offline")  # warm-up too: W&B's first run starts its service and imports
+    runs = []
+    for repeat in range(repeats):
+        seconds = {}
+        for label in _rotated(["offline", "disabled", "plain"], repeat):
+            if label == "plain":
+                seconds[label] = plain(hps)
+            else:
+                seconds[label], same = suite(label)
+                assert same == hps, "the suite sampled other trials on a later search"
+        runs.append({k: round(v, 2) for k, v in seconds.items()})
+    return {"trials": len(hps), "runs": runs,
+            "ratio": spread([r["offline"] / r["plain"] for r in runs]),
+            "ratio_without_wandb": spread([r["disabled"] / r["plain"] for r in runs])}
 
 
-def workers_vs_one(arch: str, budget_args: list[str], output: Path, workers: int) -> dict:
+def _rotated(items: list, by: int) -> list:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def workers_vs_one(arch: str, budget_args: list[str], output: Path, workers: int,
+                   repeats: int) -> dict:
     """(b): trials per hour of the search, one process against ``workers`` workers."""
     from benchmarks import rundir
 
-    result = {}
-    for label, extra in (("one_process", []), (f"workers_{workers}", ["--workers", str(workers)])):
-        name = f"perf-{label}"
-        _archbench("-a", arch, *budget_args, "-o", str(output), "--name", name, "--overwrite",
-                   "--wandb-mode", "offline", *extra)
-        (row,) = rundir.read_rows(output / name / rundir.RESULTS)
-        trials = int(row["trials_completed"]) + int(row["trials_failed"])
-        seconds = float(row["search_seconds"])
-        result[label] = {"trials": trials, "search_seconds": seconds,
-                         "trials_per_hour": round(3600 * trials / seconds, 1)}
-    one, many = result["one_process"], result[f"workers_{workers}"]
-    result["ratio"] = round(many["trials_per_hour"] / one["trials_per_hour"], 3)
-    return result
+    runs = []
+    for repeat in range(repeats):
+        per_hour = {}
+        for label in _rotated(["one_process", "workers"], repeat):
+            extra = ["--workers", str(workers)] if label == "workers" else []
+            name = f"perf-{label}"
+            _archbench("-a", arch, *budget_args, "-o", str(output), "--name", name, "--overwrite",
+                       "--wandb-mode", "offline", *extra)
+            (row,) = rundir.read_rows(output / name / rundir.RESULTS)
+            trials = int(row["trials_completed"]) + int(row["trials_failed"])
+            per_hour[label] = round(3600 * trials / float(row["search_seconds"]), 1)
+        runs.append(per_hour)
+    return {"workers": workers, "runs": runs,
+            "ratio": spread([r["workers"] / r["one_process"] for r in runs])}
 
 
-def input_pipeline(arch: str, budget, splits, epochs: int) -> dict:
-    """(c): epoch times through ``fit`` on arrays against pre-batched in-memory tensors."""
+def input_pipeline(arch: str, budget, splits, epochs: int, repeats: int) -> dict:
+    """(c): training images/s through the suite's ``Batches`` against pre-batched in-memory
+    tensors (median epoch of each training; its first epoch, which traces, left out)."""
     import keras
     import keras_tuner as kt
     import tensorflow as tf
 
+    from benchmarks.streaming import fit_arguments
     from models.registry import get_architecture
 
-    n = len(splits.y_final)
-    batch = budget.batch_size
+    x, y, batch = splits.x_final, splits.y_final, budget.batch_size
+    full = len(y) // batch * batch
 
     class EpochTimes(keras.callbacks.Callback):
         def __init__(self):
@@ -139,36 +170,31 @@ def input_pipeline(arch: str, budget, splits, epochs: int) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
 
-    def run(data, **kwargs) -> list[float]:
+    def images_per_second(label: str) -> float:
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         model = get_architecture(arch).build(kt.HyperParameters(), splits.image_shape,
                                              splits.num_classes)
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        if label == "suite":
+            args, kwargs = fit_arguments((x, y), {}, batch)
+        else:
+            args, kwargs = (tf.data.Dataset.from_tensor_slices(
+                (tf.reshape(x[:full], (-1, batch, *x.shape[1:])), tf.reshape(y[:full], (-1, batch)))
+            ).cache(),), {}
         timer = EpochTimes()
-        model.fit(*data, epochs=epochs + 1, verbose=0, callbacks=[timer], **kwargs)
-        return timer.seconds[1:]  # the first epoch traces the functions
+        model.fit(*args, epochs=epochs + 1, verbose=0, callbacks=[timer], **kwargs)
+        return full / statistics.median(timer.seconds[1:])
 
-    suite = run((splits.x_final, splits.y_final), batch_size=batch)  # what the suite does
-    full = n // batch * batch  # pre-batched: whole batches only, already tensors
-    tensors = tf.data.Dataset.from_tensor_slices(
-        (tf.reshape(splits.x_final[:full], (-1, batch, *splits.x_final.shape[1:])),
-         tf.reshape(splits.y_final[:full], (-1, batch)))
-    ).cache()
-    prebatched = run((tensors,))
-
-    def stats(seconds: list[float], images: int) -> dict:
-        median = statistics.median(seconds)
-        return {"epoch_seconds": [round(x, 3) for x in seconds],
-                "images_per_second": round(images / median, 1),
-                "stalls": sum(x > STALL_FACTOR * median for x in seconds)}
-
-    a, b = stats(suite, n), stats(prebatched, full)
-    return {"images": n, "batch_size": batch, "suite": a, "prebatched": b,
-            "ratio": round(b["images_per_second"] / a["images_per_second"], 3)}
+    runs = []
+    for repeat in range(repeats):
+        runs.append({label: round(images_per_second(label), 1)
+                     for label in _rotated(["suite", "prebatched"], repeat)})
+    return {"images": full, "batch_size": batch, "epochs": epochs, "runs": runs,
+            "ratio": spread([r["suite"] / r["prebatched"] for r in runs])}
 
 
-def accelerator_options(arch: str, budget, splits) -> dict:
+def accelerator_options(arch: str, budget, splits, repeats: int) -> dict:
     """(d): training images/s of one model with each accelerator setting on this machine."""
     import dataclasses
 
@@ -180,72 +206,94 @@ def accelerator_options(arch: str, budget, splits) -> dict:
     from benchmarks.recipe import SuiteHyperModel
     from models.registry import get_architecture
 
-    result = {}
-    settings = {"float32, no XLA": {"mixed_precision": "off", "xla": "off"},
-                "mixed precision": {"mixed_precision": "on", "xla": "off"},
-                "XLA": {"mixed_precision": "off", "xla": "on"}}
+    settings = {"float32": {"mixed_precision": "off", "xla": "off"},
+                "mixed_precision": {"mixed_precision": "on", "xla": "off"},
+                "xla": {"mixed_precision": "off", "xla": "on"}}
+    runs = []
     try:
-        for label, fields in settings.items():
-            changed = dataclasses.replace(budget, **fields)
-            apply_accelerator(changed)
-            keras.backend.clear_session()
-            model = SuiteHyperModel(get_architecture(arch), splits.image_shape,
-                                    splits.num_classes, changed).build(kt.HyperParameters())
-            speed = training_throughput(model, splits.x_final, splits.y_final, budget.batch_size)
-            result[label] = round(speed, 1)
+        for repeat in range(repeats):
+            speeds = {}
+            for label in _rotated(list(settings), repeat):
+                changed = dataclasses.replace(budget, **settings[label])
+                apply_accelerator(changed)
+                keras.backend.clear_session()
+                model = SuiteHyperModel(get_architecture(arch), splits.image_shape,
+                                        splits.num_classes, changed).build(kt.HyperParameters())
+                speed, _ = training_throughput(model, splits.x_final, splits.y_final,
+                                               budget.batch_size)
+                speeds[label] = round(speed, 1)
+            runs.append(speeds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    return result
+    return {"runs": runs,
+            "mixed_precision_ratio": spread([r["mixed_precision"] / r["float32"] for r in runs]),
+            "xla_ratio": spread([r["xla"] / r["float32"] for r in runs])}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--architecture", "-a", default="simple_cnn")
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of the pipeline comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each comparison")
+    parser.add_argument("--only", default=",".join(COMPARISONS),
+                        help="comparisons to run, e.g. a,c (default: all)")
+    parser.add_argument("--output", "-o", type=Path, default=Path("runs/perf"))
+    args = parser.parse_args(argv)
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = sorted(set(args.only) - set(COMPARISONS))
+    if unknown or not args.only:
+        parser.error(f"--only {','.join(unknown) or '(empty)'}: choose among {','.join(COMPARISONS)}")
+    for flag in ("trials", "workers", "epochs", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--architecture", "-a", default="simple_cnn")
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--budget", default="quick")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=6, help="epochs of the pipeline comparison")
-    parser.add_argument("--output", "-o", type=Path, default=Path("runs/perf"))
-    args = parser.parse_args(argv)
+    args = parse(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
 
     from benchmarks.budget import make_budget
+    from benchmarks.manifest import environment, git_state
 
     budget = make_budget(args.budget, trials=args.trials)
     splits = load_splits(budget)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = {"architecture": args.architecture, "budget": budget.to_dict(), "cpu_count": os.cpu_count()}
-    print(f"perf: {args.architecture}, budget {args.budget} with {args.trials} trials", flush=True)
-
-    report["a_suite_vs_plain"] = a = suite_vs_plain(args.architecture, budget, splits, args.output)
-    print(f"(a) the same {a['trials']} trials: suite search {a['suite_seconds']} s with W&B offline, "
-          f"{a['suite_without_wandb_seconds']} s with W&B disabled; plain Keras "
-          f"{a['plain_seconds']} s: ratio {a['ratio']} ({a['ratio_without_wandb']} without W&B)",
-          flush=True)
-
-    budget_args = ["--budget", args.budget, "--trials", str(args.trials)]
-    report["b_workers"] = b = workers_vs_one(args.architecture, budget_args, args.output, args.workers)
-    one, many = b["one_process"], b[f"workers_{args.workers}"]
-    print(f"(b) trials per hour: one process {one['trials_per_hour']}, {args.workers} workers "
-          f"{many['trials_per_hour']}: ratio {b['ratio']}", flush=True)
-
-    report["c_input_pipeline"] = c = input_pipeline(args.architecture, budget, splits, args.epochs)
-    print(f"(c) training images/s: suite's pipeline {c['suite']['images_per_second']} "
-          f"(stalled epochs: {c['suite']['stalls']}), pre-batched tensors "
-          f"{c['prebatched']['images_per_second']} (stalled epochs: {c['prebatched']['stalls']}): "
-          f"ratio {c['ratio']}; epoch seconds {c['suite']['epoch_seconds']} vs "
-          f"{c['prebatched']['epoch_seconds']}", flush=True)
-
-    report["d_accelerator_images_per_second"] = d = accelerator_options(args.architecture, budget, splits)
-    print("(d) training images/s: " + ", ".join(f"{k} {v}" for k, v in d.items()), flush=True)
-
+    env = environment()
+    env.pop("packages")
+    report = {"architecture": args.architecture, "budget": args.budget, "trials": args.trials,
+              "repeats": args.repeats, "command": " ".join(["python -m benchmarks.perf", *(argv or sys.argv[1:])]),
+              "git": git_state(), "environment": env}
+    print(f"perf: {args.architecture}, budget {args.budget} with {args.trials} trials, "
+          f"{args.repeats} repeats of {','.join(args.only)}", flush=True)
+    if "a" in args.only:
+        report["a_suite_vs_plain"] = suite_vs_plain(args.architecture, budget, splits, args.output,
+                                                    args.repeats)
+    if "b" in args.only:
+        budget_args = ["--budget", args.budget, "--trials", str(args.trials)]
+        report["b_workers"] = workers_vs_one(args.architecture, budget_args, args.output,
+                                             args.workers, args.repeats)
+    if "c" in args.only:
+        report["c_input_pipeline"] = input_pipeline(args.architecture, budget, splits,
+                                                    args.epochs, args.repeats)
+    if "d" in args.only:
+        report["d_accelerator"] = accelerator_options(args.architecture, budget, splits, args.repeats)
     report["seconds"] = round(time.perf_counter() - started, 1)
     path = args.output / "perf.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"perf: written to {path} ({report['seconds']} s)")
+    for key, value in report.items():
+        if isinstance(value, dict) and "runs" in value:
+            ratios = {k: v["median"] for k, v in value.items() if isinstance(v, dict) and "median" in v}
+            print(f"{key}: median {ratios}", flush=True)
+    print(f"perf: written to {path} ({report['seconds']} s); put it in the README with "
+          f"python -m reports.perf_table {path} --readme README.md (the table alone: without --readme)")
     return 0
 
 

@@ -1,0 +1,83 @@
+"""``nox -s perf``'s arguments and ratios, and the README table generated from its JSON."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.perf import parse, spread
+from reports import ReportError
+from reports.perf_table import BEGIN, END, main, render, replace_block
+
+README = Path(__file__).parents[1] / "README.md"
+MEASURED = Path(__file__).parents[1] / "reports" / "measured" / "perf.json"
+
+
+def sample() -> dict:
+    return {
+        "architecture": "simple_cnn", "budget": "quick", "trials": 4, "repeats": 3,
+        "command": "python -m benchmarks.perf --trials 4", "seconds": 900.4,
+        "git": {"commit": "abcdef0123", "dirty": False},
+        "environment": {"cpu": "AMD EPYC 7B13", "cpu_count": 2, "cpu_flags": ["avx", "avx2"],
+                        "threads": {"intra_op": 0, "inter_op": 0}, "python": "3.11.7",
+                        "tensorflow": "2.21.0", "keras": "3.15.1", "keras_tuner": "1.4.8",
+                        "wandb": "0.31.0"},
+        "a_suite_vs_plain": {"trials": 4, "runs": [
+            {"offline": 10.0, "disabled": 9.5, "plain": 9.0},
+            {"offline": 11.0, "disabled": 10.0, "plain": 10.0},
+            {"offline": 12.0, "disabled": 12.0, "plain": 12.0}],
+            "ratio": spread([10 / 9, 11 / 10, 1.0]), "ratio_without_wandb": spread([9.5 / 9, 1.0, 1.0])},
+        "c_input_pipeline": {"images": 11968, "batch_size": 64, "epochs": 4,
+                             "runs": [{"suite": 1900.0, "prebatched": 2000.0}] * 3,
+                             "ratio": spread([0.95] * 3)},
+    }
+
+
+def test_spread_gives_the_median_and_the_range_of_the_repeats():
+    assert spread([1.2, 0.9, 1.0]) == {"median": 1.0, "min": 0.9, "max": 1.2,
+                                       "repeats": [1.2, 0.9, 1.0]}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "a,x"], "--only x: choose among a,b,c,d"),
+    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--trials", "-2"], "--trials must be at least 1, got -2"),
+])
+def test_bad_perf_options_exit_2_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert parse(["--only", "c"]).only == ["c"] and parse([]).repeats == 3
+
+
+def test_the_table_gives_every_ratio_with_its_spread_and_the_machine():
+    text = render(sample())
+    assert "AMD EPYC 7B13 (2 cores; avx, avx2)" in text and "3 repeats" in text
+    assert "commit abcdef0" in text and "TensorFlow 2.21.0" in text
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| (")}
+    a = next(line for label, line in lines.items() if label.startswith("(a) "))
+    assert "| 1.100 " in a and "1.000-1.111" in a and "1.111, 1.100, 1.000" in a
+    assert "at most 1.05" in a and "seconds 10.0, 11.0, 12.0 / 9.0, 10.0, 12.0" in a
+    c = next(line for label, line in lines.items() if label.startswith("(c)"))
+    assert "| 0.950 " in c and "at least 0.97" in c and "11,968 images" in c
+    assert not any(label.startswith("(b)") for label in lines), "no row for what did not run"
+    with pytest.raises(ReportError, match="missing 'environment'"):
+        render({"command": "x"})
+
+
+def test_the_readme_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys):
+    readme, data = tmp_path / "README.md", tmp_path / "perf.json"
+    data.write_text(json.dumps(sample()))
+    readme.write_text(f"# x\n\n{BEGIN}\nold table\n{END}\n\nafter\n")
+    assert main([str(data), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and render(sample()) in text and text.endswith(f"{END}\n\nafter\n")
+    assert main([str(data), "--readme", str(readme), "--check"]) == 0
+    readme.write_text(text.replace("| 0.950 ", "| 0.990 "))
+    assert main([str(data), "--readme", str(readme), "--check"]) == 1
+    assert replace_block(text, "new") == f"# x\n\n{BEGIN}\nnew\n{END}\n\nafter\n"
+    readme.write_text("no markers\n")
+    assert main([str(data), "--readme", str(readme)]) == 2
+    assert "needs one '<!-- perf:begin" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.json")]) == 2
