@@ -4,8 +4,8 @@ Four comparisons on this machine, in one invocation, each repeated ``--repeats``
 the contenders interleaved (the machine's own noise then falls on both sides):
 
 a. the suite's search (Keras Tuner, W&B offline, records) against a plain Keras loop that
-   trains the same models with the same hyperparameters, epochs, batches and data; a'. the
-   same with W&B disabled;
+   fits the same compiled models (network, optimizer, loss, schedule) with the same
+   hyperparameters, seeds, epochs, batch size and data; a'. the same with W&B disabled;
 b. ``--workers N`` against one process on the same budget: trials per hour;
 c. the suite's input pipeline (``Batches``: shuffled every epoch, whole batches) against
    pre-batched in-memory tensors, epoch by epoch;
@@ -54,13 +54,18 @@ def load_splits(budget):
 
 
 def _plain_loop(arch: str, budget, splits):
-    """A plain Keras loop over given hyperparameters: what a user would write by hand."""
+    """A plain Keras loop over given hyperparameters: the same compiled model as the suite's
+    (network, optimizer, loss, metrics, learning-rate schedule), fitted on the arrays as a
+    user would write it, with none of the harness around it."""
     import keras
     import keras_tuner as kt
 
-    from benchmarks.recipe import LOSS
+    from benchmarks.recipe import LEARNING_RATE, SuiteHyperModel, WarmupCosine
     from benchmarks.tuning import trial_seed
     from models.registry import get_architecture
+
+    hypermodel = SuiteHyperModel(get_architecture(arch), splits.image_shape, splits.num_classes,
+                                 budget)
 
     def plain(hps: list[dict]) -> float:
         start = time.perf_counter()
@@ -69,8 +74,11 @@ def _plain_loop(arch: str, budget, splits):
             keras.utils.set_random_seed(trial_seed(budget.seed, str(i)))
             hp = kt.HyperParameters()
             hp.values = dict(values)
-            model = get_architecture(arch).build(hp, splits.image_shape, splits.num_classes)
-            model.compile(keras.optimizers.Adam(values["learning_rate"]), LOSS, metrics=["accuracy"])
+            model = hypermodel.build(hp)
+            if budget.schedule == "cosine":
+                steps = -(-len(splits.y_tune) // budget.batch_size) * budget.epochs
+                model.optimizer.learning_rate = WarmupCosine(
+                    hp.get(LEARNING_RATE), round(budget.warmup * steps), steps)
             model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size,
                       epochs=budget.epochs, validation_data=(splits.x_val, splits.y_val), verbose=0)
         return time.perf_counter() - start
@@ -103,8 +111,8 @@ def suite_vs_plain(arch: str, budget, splits, output: Path, repeats: int) -> dic
     """(a) and (a'): the same trials through the suite (W&B offline, then disabled) and
     through a plain Keras loop, the three in a rotating order in each repeat."""
     plain, suite = _plain_loop(arch, budget, splits), _suite_search(arch, budget, splits, output)
-    plain([{"learning_rate": 1e-3}])  # warm-up: TensorFlow's first model is slower
-    _, hps = suite("offline")  # warm-up too: W&B's first run starts its service and imports
+    _, hps = suite("offline")  # warm-up: W&B's first run starts its service and imports
+    plain(hps[:1])  # and TensorFlow's first model is slower
     runs = []
     for repeat in range(repeats):
         seconds = {}
