@@ -81,3 +81,8 @@ def test_the_readme_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys
     assert main([str(data), "--readme", str(readme)]) == 2
     assert "needs one '<!-- perf:begin" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_readme_performance_table_is_the_committed_measurement():
+    assert main([str(MEASURED), "--readme", str(README), "--check"]) == 0, (
+        "regenerate it: python -m reports.perf_table reports/measured/perf.json --readme README.md")
