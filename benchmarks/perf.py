@@ -77,8 +77,8 @@ def _plain_loop(arch: str, budget, splits):
             model = hypermodel.build(hp)
             if budget.schedule == "cosine":
                 steps = -(-len(splits.y_tune) // budget.batch_size) * budget.epochs
-                model.optimizer.learning_rate = WarmupCosine(
-                    hp.get(LEARNING_RATE), round(budget.warmup * steps), steps)
+                model.optimizer.learning_rate = WarmupCosine.over(
+                    hp.get(LEARNING_RATE), budget.warmup, steps)
             model.fit(splits.x_tune, splits.y_tune, batch_size=budget.batch_size,
                       epochs=budget.epochs, validation_data=(splits.x_val, splits.y_val), verbose=0)
         return time.perf_counter() - start

@@ -127,9 +127,8 @@ class SuiteHyperModel(kt.HyperModel):
             kwargs.setdefault("epochs", budget.final_epochs if final else budget.epochs)
             epochs = kwargs["epochs"] - kwargs.get("initial_epoch", 0)
             if peak is not None:
-                steps = steps_per_epoch * epochs
-                model.optimizer.learning_rate = WarmupCosine(
-                    peak, round(budget.warmup * steps), steps)
+                model.optimizer.learning_rate = WarmupCosine.over(
+                    peak, budget.warmup, steps_per_epoch * epochs)
         recipe = [StopOnNonFiniteLoss(), *([clock] if clock else []),
                   keras.callbacks.EarlyStopping(
                       monitor=OBJECTIVE, mode="max", restore_best_weights=True,
@@ -256,6 +255,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                                   / (self.total_steps - self.warmup_steps), 0.0, 1.0)
         cosine = 0.5 * self.peak * (1.0 + keras.ops.cos(math.pi * progress))
         return keras.ops.where(step < self.warmup_steps, warm, cosine)
+
+    @classmethod
+    def over(cls, peak: float, warmup: float, steps: int) -> WarmupCosine:
+        """The schedule of a training of ``steps`` steps, ``warmup`` of them (a share)
+        warming up."""
+        return cls(peak, round(warmup * steps), steps)
 
     def get_config(self) -> dict[str, Any]:
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,

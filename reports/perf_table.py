@@ -24,7 +24,8 @@ def _ratio_row(label: str, ratio: dict, target: str = "") -> list[str]:
             ", ".join(f"{v:.3f}" for v in ratio["repeats"]), target]
 
 
-def _seconds(runs: list[dict], key: str) -> str:
+def _series(runs: list[dict], key: str) -> str:
+    """One contender's measurement in each repeat (seconds, trials/hour or images/s)."""
     return ", ".join(f"{run[key]:.1f}" for run in runs)
 
 
@@ -35,21 +36,21 @@ def rows(report: dict) -> list[list[str]]:
         a = report["a_suite_vs_plain"]
         out.append(_ratio_row(
             f"(a) suite search, W&B offline / plain Keras ({a['trials']} trials; seconds "
-            f"{_seconds(a['runs'], 'offline')} / {_seconds(a['runs'], 'plain')})",
+            f"{_series(a['runs'], 'offline')} / {_series(a['runs'], 'plain')})",
             a["ratio"], "at most 1.05"))
-        out.append(_ratio_row(f"(a') the same, W&B disabled (seconds {_seconds(a['runs'], 'disabled')})",
+        out.append(_ratio_row(f"(a') the same, W&B disabled (seconds {_series(a['runs'], 'disabled')})",
                               a["ratio_without_wandb"]))
     if "b_workers" in report:
         b = report["b_workers"]
         out.append(_ratio_row(f"(b) trials/hour, {b['workers']} workers / one process "
-                              f"({_seconds(b['runs'], 'workers')} / {_seconds(b['runs'], 'one_process')})",
+                              f"({_series(b['runs'], 'workers')} / {_series(b['runs'], 'one_process')})",
                               b["ratio"]))
     if "c_input_pipeline" in report:
         c = report["c_input_pipeline"]
         out.append(_ratio_row(
             f"(c) training images/s, suite pipeline / pre-batched tensors ({c['images']:,} "
             f"images, batch {c['batch_size']}, median of {c['epochs']} epochs; "
-            f"{_seconds(c['runs'], 'suite')} / {_seconds(c['runs'], 'prebatched')})",
+            f"{_series(c['runs'], 'suite')} / {_series(c['runs'], 'prebatched')})",
             c["ratio"], "at least 0.97"))
     if "d_accelerator" in report:
         d = report["d_accelerator"]
