@@ -43,3 +43,15 @@ def _start() -> None:
     import tensorflow as tf
 
     tf.config.list_physical_devices()  # where CUDA is probed (and says it failed)
+    tf.get_logger().addFilter(expected_retracing)
+
+
+RETRACING = "triggered tf.function retracing"
+
+
+def expected_retracing(record) -> bool:
+    """A ``logging`` filter: false for TensorFlow's warning that several functions were
+    traced again ("5 out of the last 13 calls to ... triggered tf.function retracing"). A
+    benchmark builds a new model for every training and times several models in turn, so
+    new traces are what it does, and the warning's advice does not apply."""
+    return RETRACING not in record.getMessage()

@@ -42,6 +42,22 @@ def test_with_debug_nothing_is_caught(monkeypatch, capfd):
 
 
 @pytest.mark.slow  # a process that loads TensorFlow and builds every architecture: 10 s
+def test_tensorflow_warnings_other_than_the_expected_retracing_still_show(caplog):
+    import logging
+
+    logger = logging.getLogger("archbench-test-retracing")
+    logger.addFilter(startup.expected_retracing)
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("5 out of the last 13 calls to <function f> %s. Tracing is expensive",
+                       startup.RETRACING)
+        logger.warning("a real problem")
+    assert [r.getMessage() for r in caplog.records] == ["a real problem"]
+    import tensorflow as tf
+
+    startup._start()
+    assert startup.expected_retracing in tf.get_logger().filters
+
+
 def test_archbench_models_prints_its_table_and_no_tensorflow_lines():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "models"], env=env,
