@@ -7,10 +7,12 @@ import pytest
 
 from benchmarks.perf import parse, spread
 from reports import ReportError
-from reports.perf_table import BEGIN, END, main, render, replace_block
+from reports.perf_table import BEGIN, END, main, render, render_all, replace_block
 
 README = Path(__file__).parents[1] / "README.md"
-MEASURED = Path(__file__).parents[1] / "reports" / "measured" / "perf.json"
+MEASURED_DIR = Path(__file__).parents[1] / "reports" / "measured"
+# oldest first, as the README block was generated
+MEASURED = [MEASURED_DIR / "perf.json", *sorted(MEASURED_DIR.glob("perf-*.json"))]
 
 
 def sample() -> dict:
@@ -83,6 +85,22 @@ def test_the_readme_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys
     assert main([str(tmp_path / "missing.json")]) == 2
 
 
+def test_a_comparison_measured_again_at_another_commit_replaces_the_older_one():
+    old = sample()
+    again = {**sample(), "git": {"commit": "1234567890", "dirty": False}}
+    again.pop("c_input_pipeline")
+    again["a_suite_vs_plain"] = {**again["a_suite_vs_plain"], "ratio": spread([0.9, 0.95, 1.0])}
+    text = render_all([old, again])
+    a_rows = [line for line in text.splitlines() if line.startswith("| (a) ")]
+    assert len(a_rows) == 1 and "| 0.950 " in a_rows[0], "the older (a) is gone"
+    first, second = text.split("commit 1234567")
+    assert "commit abcdef0" in first and "(c) training" in first and "(a) suite" not in first
+    assert "(a) suite" in second and "(c) training" not in second
+    same_commit = {**again, "git": old["git"]}
+    assert sum(line.startswith("| (a) ") for line in render_all([old, same_commit]).splitlines()) == 2
+
+
 def test_the_readme_performance_table_is_the_committed_measurement():
-    assert main([str(MEASURED), "--readme", str(README), "--check"]) == 0, (
-        "regenerate it: python -m reports.perf_table reports/measured/perf.json --readme README.md")
+    names = " ".join(str(path.relative_to(MEASURED_DIR.parents[1])) for path in MEASURED)
+    assert main([*map(str, MEASURED), "--readme", str(README), "--check"]) == 0, (
+        f"regenerate it: python -m reports.perf_table {names} --readme README.md")
