@@ -39,6 +39,10 @@ TEST = "test accuracy"
 VALIDATION = "best trial's validation score"
 PLAN = ("trials x epochs x tuning images + final seeds x final epochs x final training "
         "images, per architecture")
+PLAN_SECONDS = ("trials x trial seconds + final seeds x final seconds of training, per "
+                "architecture")
+MEASURED_TRAINING = ("the training seconds each run measured (its time breakdown): one budget "
+                     "is of epochs, the other of time, so their plans share no unit")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,39 @@ def planned_images(manifest: dict[str, Any]) -> tuple[int, str]:
                    f"{budget.final_epochs} x {final:,}")
 
 
+def planned_seconds(manifest: dict[str, Any]) -> tuple[float, str]:
+    """The training seconds a time budget gives one architecture, and the sum written out."""
+    budget = budget_from_dict(manifest["budget"]["fields"])
+    total = budget.trials * budget.trial_seconds + budget.final_seeds * budget.final_seconds
+    return total, (f"{budget.trials} x {budget.trial_seconds:,} s + {budget.final_seeds} x "
+                   f"{budget.final_seconds:,} s")
+
+
+def measured_training(manifest: dict[str, Any]) -> tuple[float, str]:
+    """The training seconds a run measured (its time breakdown), whole run.
+
+    Raises:
+        ReportError: the run recorded no time breakdown.
+    """
+    seconds = ((manifest.get("time") or {}).get("run") or {}).get("training")
+    if seconds is None:
+        raise ReportError(f"run {manifest.get('name')} records no training time: a budget of "
+                          "epochs and one of time can only be ranked by what they measured")
+    return seconds, f"{seconds:,.0f} s measured"
+
+
+def costs(mine: dict[str, Any], theirs: dict[str, Any]):
+    """Each run's cost in one unit, and how it was counted: the planned training images of
+    two epoch budgets, the planned training seconds of two time budgets, else the training
+    seconds the runs measured."""
+    kinds = {budget_from_dict(m["budget"]["fields"]).budget_by for m in (mine, theirs)}
+    if kinds == {"epochs"}:
+        return planned_images(mine), planned_images(theirs), PLAN, "training images"
+    if kinds == {"time"}:
+        return planned_seconds(mine), planned_seconds(theirs), PLAN_SECONDS, "training seconds"
+    return measured_training(mine), measured_training(theirs), MEASURED_TRAINING, "training seconds"
+
+
 def pair_runs(this: RunData, other: RunData, this_dir: Path, other_dir: Path) -> BudgetPair:
     """The two runs, the cheaper budget's first.
 
@@ -92,18 +129,18 @@ def pair_runs(this: RunData, other: RunData, this_dir: Path, other_dir: Path) ->
     if mine["budget"]["hash"] == theirs["budget"]["hash"]:
         raise ReportError(f"{where} were made under the same budget ({mine['budget']['hash']}): "
                           "nothing to compare; --against compares two budgets of one dataset")
-    (mine_images, mine_sum), (their_images, their_sum) = planned_images(mine), planned_images(theirs)
+    (mine_images, mine_sum), (their_images, their_sum), plan, unit = costs(mine, theirs)
     if mine_images == their_images:
-        raise ReportError(f"neither budget is cheaper: {where} both plan {mine_images:,} training "
-                          f"images per architecture ({PLAN}); nothing to compare")
+        raise ReportError(f"neither budget is cheaper: {where} both cost {mine_images:,} {unit} "
+                          f"({plan}); nothing to compare")
     this_is_cheap = mine_images < their_images
     cheap, expensive = (this, other) if this_is_cheap else (other, this)
     cheap_label, expensive_label = labels(cheap, expensive)
     plans = [(mine_images, mine_sum, "this run"), (their_images, their_sum, str(other_dir))]
     (low, low_sum, low_dir), (high, high_sum, high_dir) = sorted(plans)
-    why = (f"Taken as cheap: **{md_escape(cheap_label)}** ({md_escape(low_dir)}), whose budget plans "
-           f"fewer training images: {low:,} ({low_sum}) against {high:,} ({high_sum}) for "
-           f"**{md_escape(expensive_label)}** ({md_escape(high_dir)}); {PLAN}, dataset "
+    why = (f"Taken as cheap: **{md_escape(cheap_label)}** ({md_escape(low_dir)}), whose budget costs "
+           f"fewer {unit}: {low:,.0f} ({low_sum}) against {high:,.0f} ({high_sum}) for "
+           f"**{md_escape(expensive_label)}** ({md_escape(high_dir)}); {plan}, dataset "
            f"{md_escape(names[0])}.{_measured(cheap, expensive)}")
     return BudgetPair(cheap, expensive, this_is_cheap, why)
 

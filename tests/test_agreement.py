@@ -248,3 +248,38 @@ def test_the_comparison_never_imports_tensorflow(two_budgets):
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+QUICK_TIME = {"name": "quick", "trials": 2, "epochs": 1, "final_seeds": 1, "final_epochs": 1,
+              "budget_by": "time", "trial_seconds": 10, "final_seconds": 30}
+STANDARD_TIME = {**QUICK_TIME, "name": "standard", "trials": 3, "trial_seconds": 40,
+                 "final_seconds": 180}
+
+
+def with_training_seconds(run, seconds):
+    data = rundir.read_json(run / rundir.MANIFEST)
+    data["time"] = {"run": {"training": seconds}}
+    rundir.write_json(run / rundir.MANIFEST, data)
+    return run
+
+
+def test_two_time_budgets_are_ranked_by_their_planned_training_seconds(tmp_path):
+    # epochs alone would call this pair equal (1 per trial, 1 per final training)
+    cheap = make_budget_run(tmp_path, "q", QUICK_TIME, CHEAP, cheap_rows())
+    expensive = make_budget_run(tmp_path, "s", STANDARD_TIME, EXPENSIVE, expensive_rows())
+    part = section(write_leaderboard_against(cheap, expensive).read_text(),
+                   "## Does this budget predict the more expensive one?")
+    assert "Taken as cheap: **quick** (this run), whose budget costs fewer training seconds: " \
+           "50 (2 x 10 s + 1 x 30 s) against 300 (3 x 40 s + 1 x 180 s)" in part
+
+
+def test_a_budget_of_epochs_and_one_of_time_are_ranked_by_measured_training(tmp_path):
+    # planned images would take the time budget (1-epoch plan) as the cheap one
+    cheap = with_training_seconds(
+        make_budget_run(tmp_path, "q", QUICK, CHEAP, cheap_rows()), 500.0)
+    expensive = make_budget_run(tmp_path, "s", STANDARD_TIME, EXPENSIVE, expensive_rows())
+    with pytest.raises(ReportError, match="records no training time"):
+        write_leaderboard_against(cheap, expensive)
+    with_training_seconds(expensive, 2400.0)
+    part = section(write_leaderboard_against(expensive, cheap).read_text())
+    assert "Taken as cheap: **quick**" in part and "500 (500 s measured) against 2,400" in part
