@@ -85,13 +85,17 @@ def planned_seconds(manifest: dict[str, Any]) -> tuple[float, str]:
                    f"{budget.final_seconds:,} s")
 
 
+def _training_seconds(manifest: dict[str, Any]) -> float | None:
+    return ((manifest.get("time") or {}).get("run") or {}).get("training")
+
+
 def measured_training(manifest: dict[str, Any]) -> tuple[float, str]:
     """The training seconds a run measured (its time breakdown), whole run.
 
     Raises:
         ReportError: the run recorded no time breakdown.
     """
-    seconds = ((manifest.get("time") or {}).get("run") or {}).get("training")
+    seconds = _training_seconds(manifest)
     if seconds is None:
         raise ReportError(f"run {manifest.get('name')} records no training time: a budget of "
                           "epochs and one of time can only be ranked by what they measured")
@@ -146,8 +150,7 @@ def pair_runs(this: RunData, other: RunData, this_dir: Path, other_dir: Path) ->
 
 
 def _measured(cheap: RunData, expensive: RunData) -> str:
-    seconds = [((run.manifest.get("time") or {}).get("run") or {}).get("training")
-               for run in (cheap, expensive)]
+    seconds = [_training_seconds(run.manifest) for run in (cheap, expensive)]
     if None in seconds:
         return ""
     return f" Training time measured: {seconds[0]:,.0f} s against {seconds[1]:,.0f} s."
