@@ -38,9 +38,13 @@ BUDGET_OPTIONS = {
                 "image (0 = no cap)",
     "seed": "seed of the split, the tuner and every training",
     "trial_timeout": "seconds of training after which a trial fails (0 = no limit)",
-    "distribute": "tf.distribute strategy of each training: none or mirrored (every GPU)",
-    "mixed_precision": "float16 compute: auto (on with a GPU of compute capability >= 7), on, off",
-    "xla": "XLA compilation: auto (Keras' rule: on with a GPU, off on CPU), on, off",
+    "distribute": "data parallelism of each training: none or mirrored (every GPU: "
+                  "tf.distribute's MirroredStrategy, Keras' DataParallel on jax)",
+    "mixed_precision": "half-precision compute: auto (float16 with a GPU of compute capability "
+                       ">= 7), on (float16), off, bfloat16 (CPUs, GPUs of capability >= 8)",
+    "xla": "XLA compilation on tensorflow: auto (Keras' rule: on with a GPU, off on CPU), on, "
+           "off; jax always compiles",
+    "backend": "Keras backend: tensorflow or jax (default: $KERAS_BACKEND, else tensorflow)",
 }
 
 
@@ -131,12 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered architectures")
     models.add_argument("pattern", nargs="*", default=["*"], help="wildcards (default: all)")
     _add_data_options(models)
+    _add_backend_option(models)
 
     check = commands.add_parser(
         "check", help="validate one architecture in seconds, before any budget is spent"
     )
     check.add_argument("name", help="registered architecture name")
     _add_data_options(check)
+    _add_backend_option(check)
 
     report = commands.add_parser(
         "report", help="write the leaderboard of a run directory, or of a W&B group"
@@ -153,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--wandb", metavar="ENTITY/PROJECT", help="build it from the runs of a W&B project instead")
     report.add_argument("--group", help="with --wandb: the benchmark run's name (its W&B group)")
     return parser
+
+
+def _add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default=None, help=BUDGET_OPTIONS["backend"])
 
 
 def _add_data_options(parser: argparse.ArgumentParser, several: bool = False) -> None:

@@ -8,9 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.backends import JAX, BackendError, check_name
+
 TUNERS = ("random", "bayesian", "hyperband")
 STRATEGIES = ("none", "mirrored")  # tf.distribute strategy of one trial
 SWITCHES = ("auto", "on", "off")
+PRECISIONS = ("auto", "on", "off", "bfloat16")  # on: float16
 SCHEDULES = ("cosine", "constant")
 BUDGET_KINDS = ("epochs", "time")  # what is equal between architectures
 # Fields added after budgets were first hashed: left out of the hash at these values, so
@@ -20,7 +23,7 @@ _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
                  "schedule": "constant", "warmup": 0.1, "weight_decay_min": 1e-4,
                  "weight_decay_max": 0.0, "label_smoothing": 0.0,
                  "budget_by": "epochs", "trial_seconds": 0, "final_seconds": 0, "max_params": 0,
-                 "max_macs": 0}
+                 "max_macs": 0, "backend": "tensorflow"}
 
 
 class BudgetError(ValueError):
@@ -82,6 +85,8 @@ class Budget:
     distribute: str = "none"
     mixed_precision: str = "auto"
     xla: str = "auto"
+    # Keras' backend (benchmarks.backends): which architecture is fastest depends on it.
+    backend: str = "tensorflow"
 
     def __post_init__(self) -> None:
         if self.tuner not in TUNERS:
@@ -94,11 +99,17 @@ class Budget:
             raise BudgetError(
                 f"unknown distribute strategy {self.distribute!r}; choose one of {', '.join(STRATEGIES)}"
             )
-        for name in ("mixed_precision", "xla"):
-            if getattr(self, name) not in SWITCHES:
+        for name, allowed in (("mixed_precision", PRECISIONS), ("xla", SWITCHES)):
+            if getattr(self, name) not in allowed:
                 raise BudgetError(
-                    f"{name} must be one of {', '.join(SWITCHES)}, got {getattr(self, name)!r}"
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
+        try:
+            check_name(self.backend)
+        except BackendError as exc:
+            raise BudgetError(str(exc)) from None
+        if self.backend == JAX and self.xla == "off":
+            raise BudgetError("xla off is for tensorflow: jax always compiles with XLA")
         if not isinstance(self.augment, bool):
             raise BudgetError(f"augment must be true or false, got {self.augment!r}")
         for name in ("lr_min", "lr_max"):

@@ -120,6 +120,72 @@ class StopOnRequest(keras.callbacks.Callback):
         interrupt.check()
 
 
+class CompileTimer(keras.callbacks.Callback):
+    """Charges the tracing and compiling of a training's steps to ``compilation``.
+
+    Both backends compile a step on its first call: the first training batch of a training
+    and the first batch of its first validation pass take the compilation plus one step.
+    Each is charged to ``compilation`` from its start to the start of the next batch (the
+    compilation is done before a step is dispatched, on every backend); the next batch's
+    time, one step, is then given back to the phase it belongs to. A pass of one batch
+    keeps its step in ``compilation``. Only batch starts are hooked: a batch-end hook would
+    make Keras wait for every step's results.
+    """
+
+    def __init__(self, clock: timing.Phases) -> None:
+        super().__init__()
+        self.clock = clock
+        # per pass ("train", "test"): where it is (0: not started, 1: first batch timed,
+        # 2: second batch timed, 3: done), and the times it has seen
+        self._state = {"train": 0, "test": 0}
+        self._marks: dict[str, list[float]] = {"train": [], "test": []}
+
+    def _batch_begin(self, kind: str, batch: int, home: str) -> None:
+        state = self._state[kind]
+        if state == 0 and batch == 0:
+            self.clock.enter(timing.COMPILATION)
+            self._marks[kind].append(self.clock.clock())
+            self._state[kind] = 1
+        elif state == 1:
+            self._stop(kind)
+        elif state == 2:
+            first_start, second_start = self._marks[kind]
+            step = self.clock.clock() - second_start
+            self.clock.move(min(step, second_start - first_start), timing.COMPILATION, home)
+            self._state[kind] = 3
+
+    def _stop(self, kind: str) -> None:
+        if self._state[kind] == 1 and self.clock.inside == timing.COMPILATION:
+            self.clock.exit()
+            self._marks[kind].append(self.clock.clock())
+            self._state[kind] = 2
+
+    def _close(self, kind: str) -> None:
+        """The pass ended: a first batch still open ends here; no step to give back."""
+        if self._state[kind] == 1:
+            self._stop(kind)
+        if self._state[kind] == 2:
+            self._state[kind] = 3
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        self._batch_begin("train", batch, timing.TRAINING)
+
+    def on_test_batch_begin(self, batch, logs=None) -> None:
+        self._batch_begin("test", batch, timing.VALIDATION)
+
+    def on_test_begin(self, logs=None) -> None:
+        self._close("train")  # an epoch of one batch
+
+    def on_test_end(self, logs=None) -> None:
+        self._close("test")
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._close("train")
+
+    def on_train_end(self, logs=None) -> None:
+        self._close("train")
+
+
 class ValidationTimer(keras.callbacks.Callback):
     """Charges the validation pass at the end of each epoch to ``validation``."""
 
@@ -146,8 +212,8 @@ def harness_callbacks(
     clock = timing.current()
     callbacks = [TimedCallback(c, clock, timing.TUNER) for c in tuner]
     callbacks.append(StopOnRequest())
-    if clock is not None:
-        callbacks.append(ValidationTimer(clock))
+    if clock is not None:  # the compile timer first: it ends a first batch before validation
+        callbacks = [CompileTimer(clock), *callbacks, ValidationTimer(clock)]
     callbacks += [TimedCallback(c, clock, timing.WANDB) for c in wandb]
     if time_limit is not None:
         callbacks.append(time_limit)

@@ -56,6 +56,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     """
     if dataset is None:
         dataset, data_dir = args.dataset[0], (args.data_dir or [None])[0]
+    from benchmarks.backends import requested
     from benchmarks.budget import make_budget
     from benchmarks.data import DataRequest
     from benchmarks.datasets import check_request, dataset_label
@@ -65,6 +66,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     from models.registry import declared_names, resolve
 
     overrides = {name: getattr(args, name) for name in [*BUDGET_OPTIONS, "augment"]}
+    overrides["backend"] = requested(args.backend)  # --backend, else $KERAS_BACKEND
     budget = make_budget(args.budget, **overrides)
     request = DataRequest(dataset, data_dir, args.image_size, args.test_fraction,
                           args.mirror_invariant)
@@ -106,9 +108,10 @@ def _run_name(name: str | None, dataset: str, budget: str, several: bool) -> str
 
 def cmd_run(args: argparse.Namespace) -> int:
     every = run_options(args)
-    check_inputs(every)  # data files and run directories, before TensorFlow loads
-    print("archbench: input checked, starting TensorFlow", flush=True)
-    _start_tensorflow(args)
+    check_inputs(every)  # data files and run directories, before the backend loads
+    backend = every[0].budget.backend
+    print(f"archbench: input checked, starting Keras on {backend}", flush=True)
+    _start_backend(args, backend, args.threads)
     from models.registry import broken_modules, resolve
 
     for module, error in broken_modules().items():
@@ -151,10 +154,16 @@ def check_inputs(every: Sequence) -> None:
             check_run_dir(options)
 
 
-def _start_tensorflow(args: argparse.Namespace) -> None:
-    from benchmarks.startup import start_tensorflow
+def _start_backend(args: argparse.Namespace, backend: str | None = None,
+                   threads: int | None = None) -> None:
+    """Load Keras on the chosen backend (``--backend``, else ``$KERAS_BACKEND``, else
+    TensorFlow) before anything imports it."""
+    from benchmarks import backends
 
-    start_tensorflow(debug=args.debug)
+    try:
+        backends.start(backend or backends.requested(args.backend), args.debug, threads)
+    except backends.BackendError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -168,9 +177,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     declared = declared_names()
     if declared is not None and args.pattern:
         resolve(args.pattern, declared)  # an unknown name or pattern, refused before Keras
-    print("archbench: starting TensorFlow to build each architecture and count its parameters",
-          file=sys.stderr, flush=True)
-    _start_tensorflow(args)
+    from benchmarks.backends import requested
+
+    print(f"archbench: starting Keras on {requested(args.backend)} to build each architecture "
+          "and count its parameters", file=sys.stderr, flush=True)
+    _start_backend(args)
     import keras_tuner as kt
 
     from models.registry import broken_modules, get_architecture, list_architectures
@@ -198,7 +209,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     shape, classes = input_shape(DataRequest(args.dataset, args.data_dir))
     resolve([args.name], declared_names())
-    _start_tensorflow(args)
+    _start_backend(args)
     from benchmarks.check import CheckFailed, check_architecture
     from models.registry import get_architecture
 

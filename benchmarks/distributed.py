@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import interrupt
+from benchmarks.backends import WORKER_SLOT
 
 ID_VAR = "KERASTUNER_TUNER_ID"
 IP_VAR = "KERASTUNER_ORACLE_IP"
@@ -319,6 +320,7 @@ class LocalWorkers:
             ID_VAR: worker,
             IP_VAR: self.cluster.ip,
             PORT_VAR: str(self.cluster.port),
+            WORKER_SLOT: str(self.ids.index(worker)),  # its own cores on jax (--threads)
         }
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self.ids.index(worker) % self.gpus)

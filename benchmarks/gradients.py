@@ -10,8 +10,8 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from benchmarks import backends
 from benchmarks.recipe import LOSS
 
 GRADIENT_BATCH = 64
@@ -70,19 +70,15 @@ class GradientLogger(keras.callbacks.Callback):
     def __init__(self, run, x: np.ndarray, y: np.ndarray, histogram_every: int = 5) -> None:
         super().__init__()
         self.run = run
-        self.x = tf.constant(x[:GRADIENT_BATCH])
-        self.y = tf.constant(y[:GRADIENT_BATCH])
+        self.x = backends.on_device(x[:GRADIENT_BATCH])
+        self.y = backends.on_device(y[:GRADIENT_BATCH])
         self.histogram_every = histogram_every
         self._defined = False  # the run may still be starting: defined at the first epoch end
 
     def _compute(self):
-        # Eager on purpose: one small batch per epoch, and a tf.function per final run
-        # would make TensorFlow warn about retracing.
-        loss_fn = keras.losses.get(LOSS)
-        with tf.GradientTape() as tape:
-            predictions = self.model(self.x, training=False)
-            loss = keras.ops.mean(loss_fn(self.y, predictions))
-        return tape.gradient(loss, self.model.trainable_weights)
+        # Not compiled, on purpose: one small batch per epoch, and a tf.function per final
+        # run would make TensorFlow warn about retracing.
+        return backends.gradients(self.model, self.x, self.y, keras.losses.get(LOSS))
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         import wandb

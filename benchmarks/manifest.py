@@ -83,7 +83,10 @@ def check_same_budget(manifest: dict[str, Any], options: RunOptions, path: Path)
     """Raises RunDirError naming each budget field that differs from the run's."""
     if manifest["budget"]["hash"] == options.budget.hash:
         return
-    old, new = manifest["budget"]["fields"], options.budget.to_dict()
+    from benchmarks.budget import budget_from_dict
+
+    old = budget_from_dict(manifest["budget"]["fields"]).to_dict()  # fields it predates filled
+    new = options.budget.to_dict()
     changed = [k for k in new if k != "name" and old.get(k) != new[k]]
     raise rundir.RunDirError(
         f"{path} holds a run with a different budget "
@@ -104,13 +107,15 @@ def environment() -> dict[str, Any]:
     import keras
     import keras_tuner as kt
     import numpy as np
-    import tensorflow as tf
     import wandb
 
-    build = tf.sysconfig.get_build_info()
+    from benchmarks import backends
+
+    computes = backends.versions()
     return {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        "backend": computes.pop("backend"),
+        "tensorflow": computes.get("tensorflow"),  # None on another backend
         "keras": keras.__version__,
         "keras_tuner": kt.__version__,
         "wandb": wandb.__version__,
@@ -119,12 +124,12 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "cuda": ({"cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
-                 if build.get("is_cuda_build") else None),
-        "threads": {  # 0: TensorFlow's default, one per core
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        "gpus": [name for name, _ in backends.gpus()],
+        "cuda": ({"cuda": computes["cuda"], "cudnn": computes.get("cudnn")}
+                 if computes.get("cuda") else None),
+        "backend_versions": computes,
+        "threads": {  # TensorFlow's pools (0: its default, one per core), or JAX's cores
+            **backends.threads_in_effect(),
             **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
         },
         "packages": installed_packages(),
@@ -132,9 +137,10 @@ def environment() -> dict[str, Any]:
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-                    "TF_ENABLE_ONEDNN_OPTS")
+                    "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS")
 # What the measurements and the trained numbers depend on besides the code and the budget.
-MACHINE_FIELDS = ("cpu", "cpu_count", "gpus", "cuda", "threads", "tensorflow", "keras")
+MACHINE_FIELDS = ("cpu", "cpu_count", "gpus", "cuda", "threads", "backend", "backend_versions",
+                  "keras")
 
 
 def installed_packages() -> dict[str, str]:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from benchmarks import backends
 
 TRAIN_WINDOW_SECONDS = 3.0  # training throughput: one timed window at least this long
 TRAIN_WINDOW_MIN_BATCHES = 8  # ... and of at least this many batches (as the data allows)
@@ -86,26 +87,30 @@ def multiply_accumulates(model: keras.Model) -> int:
 
 class PeakMemory:
     """The peak memory of a block, in MiB above what was held when it began: on the first
-    GPU, TensorFlow's allocator peak; else the process's resident memory (Linux: its
-    high-water mark, reset through ``/proc/self/clear_refs`` at the start). NaN where
-    neither can be read. A context manager; ``megabytes`` holds the result."""
+    GPU, the backend allocator's peak (TensorFlow's is reset at the start; JAX's cannot be,
+    so a block that does not raise the process's peak gets NaN); else the process's
+    resident memory (Linux: its high-water mark, reset through ``/proc/self/clear_refs`` at
+    the start). NaN where neither can be read. A context manager; ``megabytes`` holds the
+    result."""
 
     def __init__(self) -> None:
         self.megabytes = math.nan
-        self._gpu = bool(tf.config.list_logical_devices("GPU"))
-        self._start = math.nan
+        self._gpu = backends.device_memory() is not None
+        self._start = self._peak_before = math.nan
 
     def __enter__(self) -> PeakMemory:
         if self._gpu:
-            tf.config.experimental.reset_memory_stats("GPU:0")
-            self._start = tf.config.experimental.get_memory_info("GPU:0")["current"]
+            backends.reset_device_peak()
+            self._start, self._peak_before = backends.device_memory()
         elif _reset_resident_peak():
             self._start = _resident("VmRSS")
         return self
 
     def __exit__(self, *exc) -> None:
         if self._gpu:
-            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+            peak = backends.device_memory()[1]
+            if not peak > self._peak_before and self._peak_before > self._start:
+                return  # an earlier block's peak, not reset (JAX): unknown
         else:
             peak = _resident("VmHWM")
         self.megabytes = max(0.0, (peak - self._start) / 2**20)
@@ -167,15 +172,11 @@ class Meter:
         if jit_compile is None:
             jit_compile = getattr(model, "jit_compile", False) is True
         self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
-        self.forward = tf.function(lambda batch: model(batch, training=False),
-                                   reduce_retracing=True, jit_compile=jit_compile)
-        sample = x[:THROUGHPUT_BATCH]
-        reps = int(np.ceil(THROUGHPUT_BATCH / len(sample)))
-        self.single = tf.constant(sample[:1])
-        self.big = tf.constant(np.concatenate([sample] * reps)[:THROUGHPUT_BATCH])
+        self.forward = backends.forward(model, jit_compile)
+        self.single, self.big = _inference_batches(x)
         for _ in range(WARMUP_CALLS):
-            self.forward(self.single).numpy()
-            self.forward(self.big).numpy()
+            self.forward(self.single)
+            self.forward(self.big)
         self.whole = max(1, len(x) // batch_size)
         warmup = min(self.whole, TRAIN_WARMUP_BATCHES) * batch_size
         clock = _BatchClock()
@@ -236,16 +237,26 @@ def _iqr(values: np.ndarray) -> float:
     return float(high - low)
 
 
-def _call_seconds(fn, batch: tf.Tensor, calls: int, warmup: int = WARMUP_CALLS) -> np.ndarray:
-    """Seconds of each of ``calls`` calls of ``fn(batch)``, after ``warmup`` calls; every
-    call's result is on the host before the clock stops and the next call starts, so a
-    device that pipelines calls cannot make latency look like throughput."""
+def _inference_batches(sample: np.ndarray) -> tuple:
+    """Batches of 1 and ``THROUGHPUT_BATCH`` images (``sample`` repeated as needed), on the
+    backend's device."""
+    sample = sample[:THROUGHPUT_BATCH]
+    reps = int(np.ceil(THROUGHPUT_BATCH / len(sample)))
+    return (backends.on_device(sample[:1]),
+            backends.on_device(np.concatenate([sample] * reps)[:THROUGHPUT_BATCH]))
+
+
+def _call_seconds(fn, batch, calls: int, warmup: int = WARMUP_CALLS) -> np.ndarray:
+    """Seconds of each of ``calls`` calls of ``fn(batch)`` (``backends.forward``: its result
+    is on the host when it returns), after ``warmup`` calls; so the clock stops only when
+    a call is done, and a device that pipelines calls cannot make latency look like
+    throughput."""
     for _ in range(warmup):
-        fn(batch).numpy()
+        fn(batch)
     seconds = np.empty(calls)
     for i in range(calls):
         start = time.perf_counter()
-        fn(batch).numpy()
+        fn(batch)
         seconds[i] = time.perf_counter() - start
     return seconds
 
@@ -254,12 +265,10 @@ def inference_speed(model: keras.Model, sample: np.ndarray,
                     jit_compile: bool = False) -> tuple[float, float, float]:
     """Batch-1 latency (median ms), its interquartile range (ms) and batch-256 throughput
     (images/s at the median call) of the forward pass (``model.predict`` adds tens of
-    milliseconds of per-call overhead, so a traced ``tf.function`` is timed instead)."""
-    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True,
-                          jit_compile=jit_compile)
-    single = tf.constant(sample[:1])
-    reps = int(np.ceil(THROUGHPUT_BATCH / len(sample)))
-    big = tf.constant(np.concatenate([sample] * reps)[:THROUGHPUT_BATCH])
+    milliseconds of per-call overhead, so the compiled pass of ``backends.forward`` is
+    timed instead)."""
+    forward = backends.forward(model, jit_compile)
+    single, big = _inference_batches(sample)
     latency = _call_seconds(forward, single, LATENCY_CALLS) * 1000.0
     per_batch = _call_seconds(forward, big, THROUGHPUT_CALLS)
     return float(np.median(latency)), _iqr(latency), THROUGHPUT_BATCH / float(np.median(per_batch))

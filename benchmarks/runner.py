@@ -16,8 +16,9 @@ from typing import Any, Protocol
 import keras_tuner as kt
 
 from benchmarks import interrupt, rundir, timing
-from benchmarks.accelerator import apply_accelerator, set_threads
+from benchmarks.accelerator import apply_accelerator
 from benchmarks.architecture import ArchitectureBenchmark, summary_line
+from benchmarks.backends import set_threads
 from benchmarks.data import Dataset, Splits, make_splits
 from benchmarks.datasets import load_dataset
 from benchmarks.distributed import EXIT_OK, Cluster, WorkersLost

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 TRAINING = "training"  # model.fit, less the phases below that run inside it
+COMPILATION = "compilation"  # tracing and compiling a model's training and validation steps
 VALIDATION = "validation"  # the validation pass at the end of each epoch
 EVALUATION = "evaluation"  # the final models' predictions on the test set
 MEASUREMENT = "measurement"  # size, training speed and latency measurements
@@ -23,8 +24,8 @@ WANDB = "wandb"  # starting, logging to and finishing W&B runs
 TUNER = "tuner"  # Keras Tuner's callbacks (checkpoints of each trial's best epoch)
 SEARCH = "search"  # a distributed run's chief, waiting while its workers run the trials
 OTHER = "other"  # everything else: building models, bookkeeping, files
-PHASES = (TRAINING, VALIDATION, EVALUATION, MEASUREMENT, WANDB, TUNER, SEARCH, OTHER)
-WORK = (TRAINING, VALIDATION, EVALUATION, MEASUREMENT, SEARCH)  # what the benchmark is for
+PHASES = (TRAINING, COMPILATION, VALIDATION, EVALUATION, MEASUREMENT, WANDB, TUNER, SEARCH, OTHER)
+WORK = (TRAINING, COMPILATION, VALIDATION, EVALUATION, MEASUREMENT, SEARCH)  # what the benchmark is for
 
 
 class Phases:
@@ -49,6 +50,16 @@ class Phases:
     def exit(self) -> None:
         self._charge()
         self._stack.pop()
+
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Charge ``seconds`` already charged to ``source`` to ``target`` instead."""
+        self.totals[source] -= seconds
+        self.totals[target] += seconds
+
+    @property
+    def inside(self) -> str:
+        """The phase being charged now."""
+        return self._stack[-1] if self._stack else OTHER
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

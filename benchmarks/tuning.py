@@ -16,9 +16,8 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-import tensorflow as tf
 
-from benchmarks import interrupt, rundir, timing, workarounds
+from benchmarks import backends, interrupt, rundir, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.budget import Budget
 from benchmarks.callbacks import TrialTimeLimit, harness_callbacks, live_progress
@@ -188,8 +187,10 @@ class _SuiteTunerMixin:
                 "progress": live_progress(f"[{name}] trial {trial.trial_id}", setup.budget.batch_size)}
             try:
                 histories = super().run_trial(trial, *args, **kwargs)
-            except tf.errors.ResourceExhaustedError as exc:
-                raise kt.errors.FailedTrialError(f"out of memory: {exc.message}") from exc
+            except Exception as exc:
+                if not backends.is_out_of_memory(exc):
+                    raise
+                raise kt.errors.FailedTrialError(f"out of memory: {exc}") from exc
             finally:
                 record.train_seconds = time.perf_counter() - start
                 record.wandb_run_id = run.id if run else ""  # started by now

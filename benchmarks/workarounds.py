@@ -15,6 +15,7 @@ from pathlib import Path
 
 KERAS_TUNER = "keras-tuner >=1.4.7,<1.5"
 TENSORFLOW = "tensorflow >=2.16,<2.22"
+KERAS = "keras >=3.5,<4"
 CUSTOM_GRADIENT = "CustomGradient-"  # how TensorFlow names the gradients of tf.custom_gradient
 
 
@@ -45,6 +46,9 @@ PRIVATE_NAMES = [
     PrivateName("tensorflow.python.framework.ops", "_gradient_registry._registry", TENSORFLOW,
                 "registrations of traced tf.custom_gradient functions dropped between models "
                 "(tensorflow/tensorflow#61791: otherwise every traced training step stays alive)"),
+    PrivateName("keras.src.utils.module_utils", "tensorflow._available", KERAS,
+                "set false on jax: Keras would import TensorFlow, where installed, to seed it "
+                "and to check types while saving (seconds of start-up and its log lines)"),
 ]
 
 
@@ -67,6 +71,15 @@ def install() -> None:
 
     if not getattr(kt_utils.save_json, "_archbench_atomic", False):
         kt_utils.save_json = _atomic_save_json(kt_utils.save_json)
+
+
+def keep_tensorflow_out() -> None:
+    """On a backend other than TensorFlow, Keras no longer imports TensorFlow where it is
+    installed (``keras.utils.set_random_seed`` to seed it too, saving a model to check for
+    its shapes): its lazy TensorFlow module says it is not available."""
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
 
 
 def _atomic_save_json(original):
@@ -111,6 +124,10 @@ def release_graphs() -> None:
     tensorflow/tensorflow#61791. Call this only where no earlier model is used again,
     before ``clear_session`` for the next model.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # the leak is TensorFlow's
+        return
     from tensorflow.python.framework import ops
 
     registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)

@@ -86,7 +86,12 @@ def planned_seconds(manifest: dict[str, Any]) -> tuple[float, str]:
 
 
 def _training_seconds(manifest: dict[str, Any]) -> float | None:
-    return ((manifest.get("time") or {}).get("run") or {}).get("training")
+    """The run's training seconds, its steps' compilation included (runs made before
+    compilation was its own phase counted it in training)."""
+    run = (manifest.get("time") or {}).get("run") or {}
+    if run.get("training") is None:
+        return None
+    return run["training"] + run.get("compilation", 0.0)
 
 
 def measured_training(manifest: dict[str, Any]) -> tuple[float, str]:

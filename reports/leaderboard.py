@@ -202,9 +202,10 @@ def header(manifest: dict[str, Any]) -> list[str]:
         f"- **Budget**: {md_escape(budget['fields'].get('name'))}, hash {budget['hash']}, "
         f"{md_escape(equal_part(manifest))}: {md_escape(fields)}",
     ]
+    lines.append(backend_line(budget["fields"], env, manifest.get("accelerator") or {}))
     if env:
         lines.append(
-            f"- **Environment**: Python {env.get('python')}, TensorFlow {env.get('tensorflow')}, "
+            f"- **Environment**: Python {env.get('python')}, "
             f"Keras {env.get('keras')}, Keras Tuner {env.get('keras_tuner')}, wandb {env.get('wandb')}; "
             f"{md_escape(env.get('cpu'))} ({env.get('cpu_count')} CPUs), GPUs: "
             f"{md_escape(', '.join(env.get('gpus') or []) or 'none')}")
@@ -220,6 +221,30 @@ def header(manifest: dict[str, Any]) -> list[str]:
         f"{md_escape(wandb.get('group'))}, mode {wandb.get('mode', '?')}",
     ]
     return lines
+
+
+def backend_line(fields: dict, env: dict, accelerator: dict) -> str:
+    """Which Keras backend computed, its versions, and the precision and XLA in effect."""
+    backend = fields.get("backend", "tensorflow")  # runs made before the choice: TensorFlow
+    versions = env.get("backend_versions") or {"tensorflow": env.get("tensorflow")}
+    detail = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    policy = accelerator.get("policy") or (
+        "mixed_float16" if accelerator.get("mixed_precision") else "float32")
+    xla = {True: "on", False: "off"}.get(accelerator.get("xla"), "?")
+    return (f"- **Backend**: Keras on {md_escape(backend)}{f' ({md_escape(detail)})' if detail else ''}; "
+            f"precision {policy}, XLA {xla}")
+
+
+def time_section(manifest: dict[str, Any]) -> list[str]:
+    """"Where the time went", where the run recorded its time."""
+    times = time_table(manifest)
+    if not times:
+        return []
+    return ["## Where the time went", "",
+            "Share of each architecture's wall time (this machine, this run). Training "
+            "excludes the validation passes and the logging done inside it; compilation is "
+            "the tracing and compiling of each training's steps (its first training and first "
+            "validation batch, less one step).", "", times, ""]
 
 
 def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budgets: bool = False,
@@ -263,11 +288,7 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
     parts += ["## Budget parity", "", f"Every architecture ran under budget {data.manifest['budget']['hash']}"
               f" unless flagged: {equal_part(data.manifest)}.{cap_sentence(data.manifest)}", "",
               parity_table(data), ""]
-    times = time_table(data.manifest)
-    if times:
-        parts += ["## Where the time went", "",
-                  "Share of each architecture's wall time (this machine, this run). Training "
-                  "excludes the validation passes and the logging done inside it.", "", times, ""]
+    parts += time_section(data.manifest)
     for status, heading in (("failed", "Failed architectures"),
                             (rundir.NOT_APPLICABLE, "Not applicable to this input")):
         rows = data.results[data.results["status"] == status]

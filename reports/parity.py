@@ -84,7 +84,7 @@ def parity_table(data: Any) -> str:
     return markdown_table(rows, headers)
 
 
-TIME_HEADERS = ["architecture", "wall s", "training", "validation", "final evaluation",
+TIME_HEADERS = ["architecture", "wall s", "training", "compilation", "validation", "final evaluation",
                 "measurement", "W&B", "Keras Tuner", "waiting for workers", "other",
                 "suite overhead"]
 

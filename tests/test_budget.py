@@ -49,10 +49,11 @@ HASHED_FIELDS = [f.name for f in dataclasses.fields(Budget) if f.name != "name"]
 CHOICES = {
     "tuner": ["random", "bayesian", "hyperband"],
     "distribute": ["none", "mirrored"],
-    "mixed_precision": ["auto", "on", "off"],
+    "mixed_precision": ["auto", "on", "off", "bfloat16"],
     "xla": ["auto", "on", "off"],
     "schedule": ["cosine", "constant"],
     "budget_by": ["epochs", "time"],
+    "backend": ["tensorflow", "jax"],
 }
 # Fields whose other values need others set: the base budget of their test holds those.
 COMPANIONS = {"budget_by": {"trial_seconds": 30, "final_seconds": 60}}
@@ -101,7 +102,7 @@ def test_hash_changes_with_every_field(field):
         ({"tuner": "grid"}, "unknown tuner 'grid'"),
         ({"augment": "yes"}, "augment must be true or false"),
         ({"distribute": "tpu"}, "unknown distribute strategy 'tpu'; choose one of none, mirrored"),
-        ({"mixed_precision": "fp8"}, "mixed_precision must be one of auto, on, off, got 'fp8'"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of auto, on, off, bfloat16, got 'fp8'"),
         ({"xla": True}, "xla must be one of auto, on, off, got True"),
         ({"colour": 3}, "unknown budget field"),
         ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant"),
