@@ -9,7 +9,10 @@ a. the suite's search (Keras Tuner, W&B offline, records) against a plain Keras 
 b. ``--workers N`` against one process on the same budget: trials per hour;
 c. the suite's input pipeline (``Batches``: shuffled every epoch, whole batches) against
    pre-batched in-memory tensors, epoch by epoch;
-d. the accelerator options (mixed precision, XLA) against neither, on this machine.
+d. the accelerator options (float16 and bfloat16 mixed precision; XLA on TensorFlow)
+   against float32 without XLA, on this machine;
+e. the whole registry under one budget (default ``quick``) on each backend, TensorFlow then
+   JAX: wall seconds, winner, accuracies and compilation time (one run each, not repeated).
 
 Each ratio is given per repeat, with its median, minimum and maximum. The JSON it writes
 (with the machine, CPU flags, threads and versions) is what ``python -m reports.perf_table``
@@ -28,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-COMPARISONS = ("a", "b", "c", "d")
+COMPARISONS = ("a", "b", "c", "d", "e")
 
 
 def spread(values: list[float]) -> dict:
@@ -214,9 +217,13 @@ def accelerator_options(arch: str, budget, splits, repeats: int) -> dict:
     from benchmarks.recipe import SuiteHyperModel
     from models.registry import get_architecture
 
-    settings = {"float32": {"mixed_precision": "off", "xla": "off"},
-                "mixed_precision": {"mixed_precision": "on", "xla": "off"},
-                "xla": {"mixed_precision": "off", "xla": "on"}}
+    jax = budget.backend == "jax"  # always compiled with XLA: no XLA comparison
+    off = "auto" if jax else "off"
+    settings = {"float32": {"mixed_precision": "off", "xla": off},
+                "mixed_precision": {"mixed_precision": "on", "xla": off},
+                "bfloat16": {"mixed_precision": "bfloat16", "xla": off}}
+    if not jax:
+        settings["xla"] = {"mixed_precision": "off", "xla": "on"}
     runs = []
     try:
         for repeat in range(repeats):
@@ -233,9 +240,37 @@ def accelerator_options(arch: str, budget, splits, repeats: int) -> dict:
             runs.append(speeds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    return {"runs": runs,
-            "mixed_precision_ratio": spread([r["mixed_precision"] / r["float32"] for r in runs]),
-            "xla_ratio": spread([r["xla"] / r["float32"] for r in runs])}
+    return {"runs": runs, **{f"{label}_ratio": spread([r[label] / r["float32"] for r in runs])
+                             for label in settings if label != "float32"}}
+
+
+def backends_side_by_side(budget_name: str, output: Path) -> dict:
+    """(e): ``archbench run --budget BUDGET`` on each backend in turn, from this one
+    invocation: its wall seconds (this process's clock, the backend's start included), the
+    run's own wall seconds and phases, the winner and every architecture's accuracy."""
+    from benchmarks.backends import BACKENDS
+    from benchmarks.rundir import MANIFEST, RESULTS, read_json, read_rows
+
+    runs = []
+    for backend in BACKENDS:
+        name = f"{budget_name}-{backend}"
+        start = time.perf_counter()
+        _archbench("--budget", budget_name, "--backend", backend, "-o", str(output / "e"),
+                   "--name", name, "--overwrite")
+        seconds = time.perf_counter() - start
+        run_dir = output / "e" / name
+        manifest = read_json(run_dir / MANIFEST)
+        accuracy = {r["architecture"]: round(float(r["test_accuracy"]), 4)
+                    for r in read_rows(run_dir / RESULTS) if r.get("status") == "ok"}
+        phases = (manifest.get("time") or {}).get("run") or {}
+        runs.append({"backend": backend, "seconds": round(seconds, 1),
+                     "run_wall_seconds": manifest.get("wall_seconds"),
+                     "training_seconds": phases.get("training"),
+                     "compilation_seconds": phases.get("compilation"),
+                     "winner": max(accuracy, key=accuracy.get) if accuracy else None,
+                     "test_accuracy": accuracy})
+    return {"budget": budget_name, "runs": runs,
+            "ratio": spread([runs[1]["seconds"] / runs[0]["seconds"]])}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -250,6 +285,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(COMPARISONS),
                         help="comparisons to run, e.g. a,c (default: all)")
     parser.add_argument("--output", "-o", type=Path, default=Path("runs/perf"))
+    parser.add_argument("--backend", default=None,
+                        help="Keras backend of a-d: tensorflow or jax (default: $KERAS_BACKEND, "
+                        "else tensorflow); e runs both")
     args = parser.parse_args(argv)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(args.only) - set(COMPARISONS))
@@ -267,10 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
 
-    from benchmarks.budget import make_budget
+    from benchmarks import backends
+    from benchmarks.budget import BudgetError, make_budget
+
+    try:
+        budget = make_budget(args.budget, trials=args.trials,
+                             backend=backends.requested(args.backend))
+    except BudgetError as exc:
+        print(f"python -m benchmarks.perf: error: {exc}", file=sys.stderr)
+        return 2
+    backends.start(budget.backend)
     from benchmarks.manifest import environment, git_state
 
-    budget = make_budget(args.budget, trials=args.trials)
     splits = load_splits(budget)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -293,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     args.epochs, args.repeats)
     if "d" in args.only:
         report["d_accelerator"] = accelerator_options(args.architecture, budget, splits, args.repeats)
+    if "e" in args.only:
+        report["e_backends"] = backends_side_by_side(args.budget, args.output)
     report["seconds"] = round(time.perf_counter() - started, 1)
     path = args.output / "perf.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -41,7 +41,7 @@ def test_spread_gives_the_median_and_the_range_of_the_repeats():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--only", "a,x"], "--only x: choose among a,b,c,d"),
+    (["--only", "a,x"], "--only x: choose among a,b,c,d,e"),
     (["--repeats", "0"], "--repeats must be at least 1, got 0"),
     (["--trials", "-2"], "--trials must be at least 1, got -2"),
 ])
@@ -66,6 +66,28 @@ def test_the_table_gives_every_ratio_with_its_spread_and_the_machine():
     assert not any(label.startswith("(b)") for label in lines), "no row for what did not run"
     with pytest.raises(ReportError, match="missing 'environment'"):
         render({"command": "x"})
+
+
+def test_a_jax_report_names_its_backend_and_gives_bfloat16_and_the_backends_side_by_side():
+    report = sample()
+    report["environment"] = {**report["environment"], "backend": "jax", "tensorflow": None,
+                             "backend_versions": {"jax": "0.10.2", "platform": "cpu"},
+                             "threads": {"cores": 2}, "gpus": []}
+    runs = [{"float32": 100.0, "mixed_precision": 50.0, "bfloat16": 80.0}] * 3
+    report["d_accelerator"] = {"runs": runs, "mixed_precision_ratio": spread([0.5] * 3),
+                               "bfloat16_ratio": spread([0.8] * 3)}
+    report["e_backends"] = {"budget": "quick", "ratio": spread([1.25]), "runs": [
+        {"backend": "tensorflow", "seconds": 1000.0, "compilation_seconds": 40.0, "winner": "resnet"},
+        {"backend": "jax", "seconds": 1250.0, "compilation_seconds": 300.0, "winner": "vgg"}]}
+    text = render(report)
+    assert "JAX 0.10.2 on cpu, 2 cores" in text and "TensorFlow" not in text.split("\n")[0]
+    lines = [line for line in text.splitlines() if line.startswith("| (")]
+    d = [line for line in lines if line.startswith("| (d)")]
+    assert len(d) == 2 and "bfloat16 mixed precision / float32 (80.0, 80.0, 80.0 / 100.0" in d[1]
+    assert "| 0.800 " in d[1] and not any("XLA" in line for line in d)  # jax: always XLA
+    e = next(line for line in lines if line.startswith("| (e)"))
+    assert "jax / tensorflow" in e and "| 1.250 " in e
+    assert "tensorflow 1,000 s (compilation 40 s), winner resnet" in e
 
 
 def test_the_readme_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys):
