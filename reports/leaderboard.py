@@ -227,7 +227,8 @@ def backend_line(fields: dict, env: dict, accelerator: dict) -> str:
     """Which Keras backend computed, its versions, and the precision and XLA in effect."""
     backend = fields.get("backend", "tensorflow")  # runs made before the choice: TensorFlow
     versions = env.get("backend_versions") or {"tensorflow": env.get("tensorflow")}
-    detail = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    ordered = sorted(versions.items(), key=lambda kv: kv[0] != backend)  # the backend's first
+    detail = ", ".join(f"{k} {v}" for k, v in ordered if v)
     policy = accelerator.get("policy") or (
         "mixed_float16" if accelerator.get("mixed_precision") else "float32")
     xla = {True: "on", False: "off"}.get(accelerator.get("xla"), "?")

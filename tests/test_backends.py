@@ -178,3 +178,16 @@ def test_a_smoke_benchmark_runs_end_to_end_on_jax_and_keeps_its_backend(fashion_
     again = run_quiet(argv, env={backends.ENV: "jax"})  # KERAS_BACKEND picks it: a resume
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished, skipped") == 2
+
+
+def test_the_leaderboard_header_names_the_backend_its_versions_and_precision():
+    from reports.leaderboard import backend_line
+
+    jax = backend_line({"backend": "jax"}, {"backend_versions": {
+        "jaxlib": "0.10.2", "jax": "0.10.2", "platform": "gpu"}}, {"policy": "mixed_bfloat16",
+                                                                   "xla": True})
+    assert jax == ("- **Backend**: Keras on jax (jax 0.10.2, jaxlib 0.10.2, platform gpu); "
+                   "precision mixed_bfloat16, XLA on")
+    # a run made before the choice: TensorFlow, its version from the environment
+    old = backend_line({}, {"tensorflow": "2.16.1"}, {"mixed_precision": False, "xla": False})
+    assert old == "- **Backend**: Keras on tensorflow (tensorflow 2.16.1); precision float32, XLA off"
