@@ -147,6 +147,20 @@ def capped(populate_space, within_cap):
     return populate
 
 
+def forget_unrecorded_trials(oracle: kt.Oracle) -> None:
+    """Drop the reloaded trials that the oracle's own state never recorded.
+
+    Keras Tuner's ``create_trial`` writes the new trial's ``trial_<id>/trial.json``, then
+    ``oracle.json``. A kill between the two leaves a trial file the oracle does not know
+    about; reloaded as it is, it counts against ``max_trials`` though it never ran (nor
+    is it retried), and the search ends a trial short. Forgotten, the trial is created
+    again from the saved oracle state: the same id and the same hyperparameters.
+    """
+    recorded = set(oracle.start_order)
+    for trial_id in [t for t in oracle.trials if t not in recorded]:
+        del oracle.trials[trial_id]
+
+
 class _SuiteTunerMixin:
     """Adds per-trial seeding, W&B runs, NaN failure and ``trials.csv`` rows to a tuner."""
 
@@ -159,6 +173,11 @@ class _SuiteTunerMixin:
         if capped_budget and isinstance(self.oracle, kt.Oracle):
             self.oracle.populate_space = capped(self.oracle.populate_space,
                                                 self.hypermodel.within_cap)
+
+    def reload(self):
+        super().reload()
+        if isinstance(self.oracle, kt.Oracle):  # not a distributed worker's client
+            forget_unrecorded_trials(self.oracle)
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)

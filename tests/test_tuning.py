@@ -206,6 +206,48 @@ def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp
     assert sampled[0][0] != sampled[0][1]
 
 
+def test_a_kill_between_the_trial_file_and_the_oracle_state_loses_no_trial(tmp_path, monkeypatch):
+    """Keras Tuner's create_trial writes trial_<id>/trial.json, then oracle.json: a kill
+    between them must leave a resumed search to run that trial, with the same values."""
+    from benchmarks.recipe import OBJECTIVE
+
+    def tuner_in(directory):
+        hypermodel = SuiteHyperModel(get_architecture("mlp"), (28, 28, 1), 10, BUDGET)
+        setup = TrialSetup(BUDGET, Tracker("disabled", "p", "t", tmp_path),
+                           TrialWriter(tmp_path / "trials.csv", "mlp", BUDGET.hash), {})
+        return make_tuner(hypermodel, setup, str(tmp_path / directory), "mlp")
+
+    def first_trial_done(tuner):
+        trial = tuner.oracle.create_trial("tuner0")
+        tuner.oracle.update_trial(trial.trial_id, {OBJECTIVE: 0.5})
+        trial.status = kt.engine.trial.TrialStatus.COMPLETED
+        tuner.oracle.end_trial(trial)
+        tuner.save()
+
+    reference = tuner_in("reference")
+    first_trial_done(reference)
+    expected = reference.oracle.create_trial("tuner0")
+
+    killed = tuner_in("killed")
+    first_trial_done(killed)
+
+    class Killed(BaseException):
+        pass
+
+    def kill(*_):
+        raise Killed  # stands for SIGKILL: trial_1/trial.json is written, oracle.json not
+
+    monkeypatch.setattr(killed.oracle, "save", kill)
+    with pytest.raises(Killed):
+        killed.oracle.create_trial("tuner0")
+    assert (tmp_path / "killed" / "mlp" / "trial_1" / "trial.json").is_file()
+
+    resumed = tuner_in("killed").oracle.create_trial("tuner0")
+    assert resumed.status == kt.engine.trial.TrialStatus.RUNNING
+    assert resumed.trial_id == expected.trial_id == "1"
+    assert resumed.hyperparameters.values == expected.hyperparameters.values
+
+
 @pytest.mark.slow
 def test_trial_over_its_time_limit_fails_and_the_search_goes_on(tmp_path, monkeypatch):
     ticks = iter(range(0, 10**6, 100))  # every reading of the clock is 100 s later
