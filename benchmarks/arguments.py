@@ -198,7 +198,7 @@ def _add_input_options(run: argparse.ArgumentParser) -> None:
         "--input", choices=INPUT_MODES, default="auto",
         help="hold the float32 splits in memory, or stream batches from the dataset's arrays "
              "(a folder's memory-mapped cache); auto streams when they would take more than "
-             f"{STREAM_SHARE:.0%} of the memory available (default auto)",
+             f"{STREAM_SHARE:.0%}% of the memory available (default auto)",  # %% for argparse
     )
     run.add_argument(
         "--mirror-invariant", action="store_true",

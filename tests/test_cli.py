@@ -234,3 +234,16 @@ def test_a_name_whose_file_fails_to_import_is_refused_after_the_import(
                              "--budget", "smoke", "--wandb-mode", "disabled")
     assert "input checked" in out, "the name read from the source passed the first check"
     assert code == EXIT_BAD_INPUT and message in err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["models"], ["check"], ["report"]])
+def test_every_help_text_renders(command, capsys):
+    from benchmarks.cli import build_parser
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([*command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: archbench")
+    if command == ["run"]:  # the memory share, with argparse's % escaped
+        assert "more than 50% of the memory available" in " ".join(out.split())
