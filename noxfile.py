@@ -9,9 +9,11 @@ nox.options.default_venv_backend = "venv"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (unit tests and a smoke benchmark on the real data)."""
+    """Run the test suite (unit tests and a smoke benchmark on the real data) in two
+    pytest workers, a test file to a worker (its module-wide fixtures run once); `-- ARGS`
+    replace those options (`-- -m "not slow"`: the fast lane, in one process)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    session.run("pytest", *(session.posargs or ["-q", "-n", "2", "--dist", "loadfile"]))
 
 
 @nox.session(default=False)
