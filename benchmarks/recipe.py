@@ -66,8 +66,8 @@ class SuiteHyperModel(kt.HyperModel):
             )
         if self.budget.augment:
             model = _with_augmentation(model, self.input_shape, self.flips)
-        if keras.mixed_precision.global_policy().compute_dtype == "float16":
-            # Softmax and loss in float32: float16 probabilities lose small classes.
+        if keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16"):
+            # Softmax and loss in float32: half-precision probabilities lose small classes.
             outputs = keras.layers.Activation("linear", dtype="float32")(model.outputs[0])
             model = keras.Model(model.inputs, outputs, name=model.name)
         model.compile(

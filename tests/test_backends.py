@@ -191,3 +191,16 @@ def test_the_leaderboard_header_names_the_backend_its_versions_and_precision():
     # a run made before the choice: TensorFlow, its version from the environment
     old = backend_line({}, {"tensorflow": "2.16.1"}, {"mixed_precision": False, "xla": False})
     assert old == "- **Backend**: Keras on tensorflow (tensorflow 2.16.1); precision float32, XLA off"
+
+
+def test_bfloat16_is_refused_on_a_gpu_without_it_and_auto_is_float16_from_volta():
+    from benchmarks.accelerator import precision_policy
+
+    assert precision_policy("bfloat16", []) == "mixed_bfloat16"  # CPU
+    assert precision_policy("bfloat16", [(9, 0)]) == "mixed_bfloat16"  # H100/H200
+    with pytest.raises(BudgetError, match="compute capability 8.0 or more; this one has 7.5"):
+        precision_policy("bfloat16", [(7, 5)])
+    assert precision_policy("auto", []) == "float32"
+    assert precision_policy("auto", [(7, 0)]) == "mixed_float16"
+    assert precision_policy("auto", [(6, 1)]) == "float32"
+    assert precision_policy("on", []) == "mixed_float16"

@@ -75,12 +75,17 @@ def test_iqr(count, expected):
 
 
 def test_peak_memory_sees_what_the_block_allocated_and_freed():
+    import gc
+
+    gc.collect()
     with measure.PeakMemory() as memory:
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        block = np.ones(128 * 2**20 // 8)  # 128 MiB, touched
         del block
     if math.isnan(memory.megabytes):
         pytest.skip("no /proc/self/status here")
-    assert memory.megabytes >= 60
+    # less what other threads of the process may have given back meanwhile (33 MiB seen in
+    # a pytest-xdist worker): the peak is above the start, not above the lowest point
+    assert memory.megabytes >= 90
     with measure.PeakMemory() as quiet:
         pass
     assert quiet.megabytes < memory.megabytes, "the peak is reset at each start"

@@ -298,7 +298,14 @@ def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterward
     from benchmarks.accelerator import apply_accelerator
 
     assert apply_accelerator(BUDGET) == {  # "auto" on a CPU-only machine
-        "gpus": 0, "mixed_precision": False, "xla": False, "distribute": "none"}
+        "backend": "tensorflow", "gpus": 0, "gpu_names": [], "mixed_precision": False,
+        "policy": "float32", "xla": False, "distribute": "none"}
+    brain = dataclasses.replace(BUDGET, mixed_precision="bfloat16")
+    assert apply_accelerator(brain)["policy"] == "mixed_bfloat16"
+    model = SuiteHyperModel(get_architecture("mlp"), (28, 28, 1), 10, brain).build(
+        kt.HyperParameters())
+    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+    assert model.output.dtype == "float32"
     forced = dataclasses.replace(BUDGET, mixed_precision="on", xla="on")
     assert apply_accelerator(forced)["mixed_precision"] and apply_accelerator(forced)["xla"]
     model = SuiteHyperModel(get_architecture("simple_cnn"), (28, 28, 1), 10, forced).build(
