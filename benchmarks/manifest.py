@@ -88,11 +88,12 @@ def check_same_budget(manifest: dict[str, Any], options: RunOptions, path: Path)
     old = budget_from_dict(manifest["budget"]["fields"]).to_dict()  # fields it predates filled
     new = options.budget.to_dict()
     changed = [k for k in new if k != "name" and old.get(k) != new[k]]
+    what = (", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed) if changed else
+            "(the same fields, which meant something else in the archbench that made it: "
+            f"budget hash {manifest['budget']['hash']} -> {options.budget.hash})")
     raise rundir.RunDirError(
-        f"{path} holds a run with a different budget "
-        + ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed)
-        + "; resume it with its own settings, or start a new run with --name NAME "
-        "(or --overwrite)"
+        f"{path} holds a run with a different budget {what}; resume it with its own "
+        "settings, or start a new run with --name NAME (or --overwrite)"
     )
 
 

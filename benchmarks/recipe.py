@@ -204,9 +204,15 @@ def warmup_cosine(progress: float, peak: float, warmup: float) -> float:
 
 class TrainingClock(keras.callbacks.Callback):
     """A time budget: stops training at the first step that ends after ``seconds`` of
-    training (validation passes are not counted), and with a ``peak`` learning rate sets
-    the rate before each step from the share of the seconds spent (``warmup_cosine``).
-    ``steps`` counts the steps taken."""
+    training, and with a ``peak`` learning rate sets the rate before each step from the
+    share of the seconds spent (``warmup_cosine``). ``steps`` counts the steps taken.
+
+    Counted: the training steps after a training's first, validation passes aside. The
+    first step carries the tracing and compiling of the step (``timing.COMPILATION``: from
+    about a second for an MLP on a CPU to 25 s for a MobileNet on a GPU); counting it would
+    make a short budget rank how fast each network compiles, not how well it trains in
+    the time.
+    """
 
     clock = staticmethod(time.perf_counter)
 
@@ -219,13 +225,14 @@ class TrainingClock(keras.callbacks.Callback):
         return self.spent + (self.clock() - self._since if self._since is not None else 0.0)
 
     def on_train_begin(self, logs=None) -> None:
-        self.steps, self.spent, self._since = 0, 0.0, self.clock()
+        self.steps, self.spent, self._since = 0, 0.0, None  # counting starts after step 1
 
     def on_test_begin(self, logs=None) -> None:
         self.spent, self._since = self.elapsed(), None
 
     def on_test_end(self, logs=None) -> None:
-        self._since = self.clock()
+        if self.steps:
+            self._since = self.clock()
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.peak is not None:
@@ -234,7 +241,9 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.steps += 1
-        if self.elapsed() >= self.seconds:
+        if self.steps == 1:
+            self._since = self.clock()
+        elif self.elapsed() >= self.seconds:
             self.model.stop_training = True
 
 

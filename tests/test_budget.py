@@ -44,6 +44,30 @@ def test_a_manifest_older_than_a_field_reads_back_with_its_old_hash():
     assert budget_from_dict(fields).hash == old.hash == "fa2826f50413"
 
 
+def test_a_time_budget_hashes_what_its_seconds_count(tmp_path):
+    """A time budget made when its seconds counted a training's first step (compilation
+    included) hashed its fields alone; it must not resume under today's meaning."""
+    import hashlib
+    import json
+
+    from benchmarks import rundir
+    from benchmarks.manifest import check_same_budget
+    from benchmarks.options import RunOptions
+
+    budget = make_budget("quick", budget_by="time", trial_seconds=10, final_seconds=40)
+    fields = {k: v for k, v in budget.to_dict().items() if k != "name"}
+    before = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"))
+                            .encode()).hexdigest()[:12]
+    assert budget.hash != before
+    manifest = {"budget": {"hash": before, "fields": budget.to_dict()}}
+    options = RunOptions(architectures=["mlp"], budget=budget, dataset="fashion_mnist",
+                         output=tmp_path, name="old")
+    with pytest.raises(rundir.RunDirError, match=r"holds a run with a different budget \(the "
+                       r"same fields, which meant something else in the archbench that made "
+                       rf"it: budget hash {before} -> {budget.hash}\)"):
+        check_same_budget(manifest, options, tmp_path / "old")
+
+
 HASHED_FIELDS = [f.name for f in dataclasses.fields(Budget) if f.name != "name"]
 # The valid values of the fields that hold a name: every one is tried.
 CHOICES = {

@@ -155,19 +155,39 @@ def test_a_time_budget_stops_after_its_seconds_and_schedules_over_them(monkeypat
 
     x, y = np.random.rand(16, *SHAPE).astype("float32"), np.arange(16) % 2
     history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), callbacks=[Tick()])
-    # 4 steps per epoch: the 6th step ends at 6 s of training (validation not counted)
-    assert history.steps_run == 6 and len(history.history["val_accuracy"]) == 2
-    # read before each step, at 0, 1, ... 5 s of 6: warm-up over the first half, then cosine
-    expected = [0.0, 0.02 / 3, 0.04 / 3, 0.02, 0.01 * (1 + math.cos(math.pi / 3)),
+    # 4 steps per epoch; the first step (compilation) is not counted, nor is validation:
+    # the 7th step ends at 6 s of training
+    assert history.steps_run == 7 and len(history.history["val_accuracy"]) == 2
+    # read before each step, at 0, 0, 1, ... 5 s of 6: warm-up over the first half, then
+    # cosine
+    expected = [0.0, 0.0, 0.02 / 3, 0.04 / 3, 0.02, 0.01 * (1 + math.cos(math.pi / 3)),
                 0.01 * (1 + math.cos(2 * math.pi / 3))]
     # Tick's hook runs before the clock's: it reads the rate the step before set, so the
     # clock's own rate for step k is read at step k + 1
-    assert rates[1:] == pytest.approx(expected[:5], abs=1e-7)
+    assert rates[1:] == pytest.approx(expected[:6], abs=1e-7)
     now[0] = 0.0
     model = hypermodel.build(hp)
     history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), final=True,
                              callbacks=[Tick()])
-    assert history.steps_run == 60, "a final training gets final_seconds"
+    assert history.steps_run == 61, "a final training gets final_seconds after its first step"
+
+
+def test_a_time_budget_does_not_count_the_first_step_which_compiles(monkeypatch):
+    from benchmarks.recipe import TrainingClock
+
+    now = [0.0]
+    monkeypatch.setattr(TrainingClock, "clock", staticmethod(lambda: now[0]))
+    hypermodel = _hypermodel(budget_by="time", trial_seconds=5, final_seconds=5, batch_size=4)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+
+    class Compile(keras.callbacks.Callback):  # the first step takes 100 s, the others 1 s
+        def on_train_batch_end(self, batch, logs=None):
+            now[0] += 100.0 if now[0] == 0 else 1.0
+
+    x, y = np.random.rand(16, *SHAPE).astype("float32"), np.arange(16) % 2
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x, y), callbacks=[Compile()])
+    assert history.steps_run == 6, "1 step compiling, then 5 steps of 1 s"
 
 
 @pytest.mark.slow  # a search and a final training: 7 s
