@@ -188,6 +188,23 @@ def on_device(array: np.ndarray):
     return tf.constant(array)
 
 
+def wait_for_steps(model) -> None:
+    """Returns once the steps already dispatched for ``model`` have run.
+
+    JAX (and TensorFlow on a GPU) runs steps asynchronously: Keras' ``fit`` starts the
+    validation pass, and calls its first hook, while training steps are still queued, so
+    a clock read there would charge their time to validation (on JAX on a CPU, half of a
+    DenseNet's epoch). Reading the smallest weight back waits for the last step that wrote
+    it, and each step writes every trainable weight.
+    """
+    import keras
+
+    weights = model.trainable_variables or model.variables
+    if weights:
+        smallest = min(weights, key=lambda v: int(np.prod(v.shape)))
+        keras.ops.convert_to_numpy(smallest.value)
+
+
 def forward(model, jit_compile: bool = False) -> Callable[[Any], np.ndarray]:
     """The model's compiled inference pass, returning NumPy (so its result is on the host
     when a call returns): a traced ``tf.function`` (with XLA when ``jit_compile``) on

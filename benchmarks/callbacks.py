@@ -12,7 +12,7 @@ from typing import TextIO
 
 import keras
 
-from benchmarks import interrupt, timing
+from benchmarks import backends, interrupt, timing
 
 _HOOKS = [
     f"on_{stage}_{event}"
@@ -187,13 +187,16 @@ class CompileTimer(keras.callbacks.Callback):
 
 
 class ValidationTimer(keras.callbacks.Callback):
-    """Charges the validation pass at the end of each epoch to ``validation``."""
+    """Charges the validation pass at the end of each epoch to ``validation``, once the
+    epoch's training steps have run (``backends.wait_for_steps``: Keras starts validating
+    while an asynchronous backend still runs them)."""
 
     def __init__(self, clock: timing.Phases) -> None:
         super().__init__()
         self.clock = clock
 
     def on_test_begin(self, logs=None) -> None:
+        backends.wait_for_steps(self.model)
         self.clock.enter(timing.VALIDATION)
 
     def on_test_end(self, logs=None) -> None:

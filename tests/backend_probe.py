@@ -111,6 +111,35 @@ def out_of_memory_errors(backend: str) -> list[bool]:
     return [backends.is_out_of_memory(oom), backends.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))]
 
 
+def waits_for_steps(backend: str) -> bool | None:
+    """On JAX: a weight whose new value is still being computed (a long chain of matrix
+    products dispatched asynchronously) is ready once ``wait_for_steps`` returns. None on
+    TensorFlow, whose CPU steps run synchronously."""
+    from benchmarks import backends
+
+    if backend != backends.JAX:
+        return None
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    model = keras.Sequential([keras.Input((512,)), keras.layers.Dense(512),
+                              keras.layers.Dense(2)])
+    bias = model.layers[-1].bias
+
+    @jax.jit
+    def slow(kernel):
+        product = kernel
+        for _ in range(60):
+            product = jnp.tanh(product @ kernel)
+        return product[0, :2]
+
+    bias.assign(slow(model.layers[0].kernel.value + 1.0))
+    pending = not bias.value.is_ready()
+    backends.wait_for_steps(model)
+    return pending and bias.value.is_ready()
+
+
 def main(backend: str, names: list[str]) -> dict:
     from benchmarks import backends
 
@@ -124,6 +153,7 @@ def main(backend: str, names: list[str]) -> dict:
         "versions": backends.versions(),
         "out_of_memory": out_of_memory_errors(backend),
         "data_parallel": probe_data_parallel(backend),
+        "waits_for_steps": waits_for_steps(backend),
         "architectures": {name: probe_architecture(name) for name in names},
     }
     found["tensorflow_loaded"] = "tensorflow" in sys.modules

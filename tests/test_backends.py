@@ -99,6 +99,31 @@ def test_compilation_is_its_own_phase_less_one_step():
     assert totals["wall"] == pytest.approx(11.0)
 
 
+def test_validation_is_charged_once_the_queued_training_steps_have_run(monkeypatch):
+    from benchmarks.callbacks import ValidationTimer
+
+    now = [0.0]
+    clock = timing.Phases()
+    clock.clock = lambda: now[0]
+    clock.started = clock._mark = 0.0
+
+    def wait(model):  # the training steps still queued take 5 s to run
+        now[0] += 5.0
+
+    monkeypatch.setattr(backends, "wait_for_steps", wait)
+    timer = ValidationTimer(clock)
+    clock.enter(timing.TRAINING)
+    now[0] = 1.0
+    timer.on_test_begin()
+    now[0] = 7.0
+    timer.on_test_end()
+    now[0] = 8.0
+    clock.exit()
+    totals = clock.summary()
+    assert totals["training"] == pytest.approx(1.0 + 5.0 + 1.0)
+    assert totals["validation"] == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", backends.BACKENDS)
 def test_each_backend_piece_works_on_that_backend(backend):
@@ -115,6 +140,7 @@ def test_each_backend_piece_works_on_that_backend(backend):
         assert found["threads"] == {"cores": 1}  # pinned to one core
         assert parallel["replicas"] == 2 and "33 cannot be split evenly over 2" in parallel["refused_33"]
         assert found["tensorflow_loaded"] is False
+        assert found["waits_for_steps"] is True
     else:
         assert found["threads"] == {"intra_op": 1, "inter_op": 1}
         assert parallel["replicas"] >= 1 and parallel["refused_33"] == ""
