@@ -114,7 +114,15 @@ def live_progress(label: str, batch_size: int) -> list[keras.callbacks.Callback]
 
 class StopOnRequest(keras.callbacks.Callback):
     """Honours a Ctrl-C whose first ``KeyboardInterrupt`` Python swallowed (see
-    ``benchmarks.interrupt``): the training stops at the next epoch end."""
+    ``benchmarks.interrupt``): the training stops before its next step, not at the end of
+    an epoch that may take minutes. Batch-start hooks only: Keras still dispatches steps
+    asynchronously."""
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        interrupt.check()
+
+    def on_test_batch_begin(self, batch, logs=None) -> None:
+        interrupt.check()
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         interrupt.check()

@@ -2,10 +2,11 @@
 
 Python turns SIGINT into a ``KeyboardInterrupt`` raised wherever the main thread happens
 to be. When that is inside a weakref or ``__del__`` callback, which TensorFlow runs by the
-thousand during garbage collection, Python prints "Exception ignored in ..." and goes on:
-the run would carry on as if nothing had been asked. ``stop_on_signals`` remembers the
-request as well as raising it, and ``check``, called at every epoch end, trial boundary
-and architecture boundary, raises it again until it is honoured. SIGTERM (a job
+thousand during garbage collection (JAX runs one at every collection), Python would print
+"Exception ignored in ..." and go on: the run would carry on as if nothing had been asked.
+``stop_on_signals`` remembers the request as well as raising it, keeps a swallowed raise
+of it off the console, and ``check``, called before every training and validation step and
+at every trial and architecture boundary, raises it again until it is honoured. SIGTERM (a job
 scheduler, ``kill``) takes the same path instead of killing the process outright, so the
 lock is released and the open W&B run is finished either way.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -63,12 +65,26 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
     _requested = None
     for s in SIGNALS:
         signal.signal(s, _handler)
+    sys.unraisablehook = _quiet_when_stopped(previous_hook)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
         _requested = None
+
+
+def _quiet_when_stopped(hook):
+    """``hook`` for every unraisable exception but a swallowed ``Stopped``, which ``check``
+    raises again: its traceback would be noise."""
+
+    def quiet(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, Stopped):
+            hook(unraisable)
+
+    return quiet
