@@ -245,8 +245,9 @@ def accelerator_options(arch: str, budget, splits, repeats: int) -> dict:
 
 
 def backends_side_by_side(budget_name: str, output: Path) -> dict:
-    """(e): ``archbench run --budget BUDGET`` on each backend in turn, from this one
-    invocation: its wall seconds (this process's clock, the backend's start included), the
+    """(e): ``archbench run --budget BUDGET --budget-by epochs`` (the same work on each
+    backend; a time budget would give both the same seconds) on each backend in turn, from
+    this one invocation: its wall seconds (this process's clock, the backend's start included), the
     run's own wall seconds and phases, the winner and every architecture's accuracy."""
     from benchmarks.backends import BACKENDS
     from benchmarks.rundir import MANIFEST, RESULTS, read_json, read_rows
@@ -255,8 +256,8 @@ def backends_side_by_side(budget_name: str, output: Path) -> dict:
     for backend in BACKENDS:
         name = f"{budget_name}-{backend}"
         start = time.perf_counter()
-        _archbench("--budget", budget_name, "--backend", backend, "-o", str(output / "e"),
-                   "--name", name, "--overwrite")
+        _archbench("--budget", budget_name, "--budget-by", "epochs", "--backend", backend,
+                   "-o", str(output / "e"), "--name", name, "--overwrite")
         seconds = time.perf_counter() - start
         run_dir = output / "e" / name
         manifest = read_json(run_dir / MANIFEST)
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.budget import BudgetError, make_budget
 
     try:
-        budget = make_budget(args.budget, trials=args.trials,
+        # (a)-(d) time a fixed amount of work: the preset's epochs, even for a time budget
+        budget = make_budget(args.budget, trials=args.trials, budget_by="epochs",
                              backend=backends.requested(args.backend))
     except BudgetError as exc:
         print(f"python -m benchmarks.perf: error: {exc}", file=sys.stderr)

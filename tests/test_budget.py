@@ -44,6 +44,17 @@ def test_a_manifest_older_than_a_field_reads_back_with_its_old_hash():
     assert budget_from_dict(fields).hash == old.hash == "fa2826f50413"
 
 
+def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
+    """quick and standard are time budgets; run by epochs they are the epoch budgets they
+    were, so that their runs still resume: an epoch budget's hash leaves the unused seconds
+    out."""
+    assert make_budget("quick").budget_by == make_budget("standard").budget_by == "time"
+    assert make_budget("quick", budget_by="epochs").hash == "0182f6d6969f"
+    assert make_budget("standard", budget_by="epochs").hash == "fcf96d2be27a"
+    assert make_budget("quick").hash == "bdbb0c872af1"  # the README's measured runs
+    assert make_budget("standard").hash == "32eaead67789"
+
+
 def test_a_time_budget_hashes_what_its_seconds_count(tmp_path):
     """A time budget made when its seconds counted a training's first step (compilation
     included) hashed its fields alone; it must not resume under today's meaning."""
@@ -80,7 +91,8 @@ CHOICES = {
     "backend": ["tensorflow", "jax"],
 }
 # Fields whose other values need others set: the base budget of their test holds those.
-COMPANIONS = {"budget_by": {"trial_seconds": 30, "final_seconds": 60}}
+COMPANIONS = {"budget_by": {"trial_seconds": 30, "final_seconds": 60},
+              "tuner": {"budget_by": "epochs"}}  # hyperband hands out epochs
 
 
 def changed_values(field: str, value) -> list:

@@ -210,7 +210,7 @@ def test_a_time_budget_needs_its_seconds_and_no_hyperband():
     from benchmarks.budget import BudgetError
 
     with pytest.raises(BudgetError, match="budget_by time needs trial_seconds and final_seconds"):
-        make_budget("quick", budget_by="time", trial_seconds=30)
+        make_budget("smoke", budget_by="time", trial_seconds=30)
     with pytest.raises(BudgetError, match="cannot go with the hyperband tuner"):
         make_budget("quick", budget_by="time", trial_seconds=30, final_seconds=60,
                     tuner="hyperband")
