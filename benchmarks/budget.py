@@ -180,6 +180,12 @@ class Budget:
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def describe_training(self) -> str:
+        """How long each trial and each final training trains, in this budget's unit."""
+        if self.budget_by == "time":
+            return f"{self.trial_seconds} s per trial, {self.final_seconds} s per final training"
+        return f"{self.epochs} epoch(s) per trial, {self.final_epochs} per final training"
+
     def final_seed_values(self) -> list[int]:
         """The seeds of the final trainings: ``seed``, ``seed + 1``, ..."""
         return [self.seed + i for i in range(self.final_seeds)]
@@ -242,7 +248,20 @@ def make_budget(preset: str = "quick", **overrides: Any) -> Budget:
     unknown = sorted(set(changes) - fields)
     if unknown:
         raise BudgetError(f"unknown budget field(s): {', '.join(unknown)}")
-    return dataclasses.replace(PRESETS[preset], **changes)
+    budget = dataclasses.replace(PRESETS[preset], **changes)
+    unused = UNUSED_BY[budget.budget_by]
+    ignored = [k for k in unused if k in changes and changes[k] != getattr(PRESETS[preset], k)]
+    if ignored:  # a change that would do nothing: say so rather than run without it
+        other = "epochs" if budget.budget_by == "time" else "time"
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        raise BudgetError(
+            f"{flags} would change nothing: budget {preset} is a budget of {budget.budget_by} "
+            f"({budget.describe_training()}); add --budget-by {other} to train by {other}")
+    return budget
+
+
+# The fields a kind of budget does not use.
+UNUSED_BY = {"time": ("epochs", "final_epochs"), "epochs": ("trial_seconds", "final_seconds")}
 
 
 def budget_from_dict(data: dict[str, Any]) -> Budget:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import rundir
-from benchmarks.budget import PRESETS, Budget
+from benchmarks.budget import PRESETS, UNUSED_BY, Budget
 from benchmarks.data import DataRequest
 from benchmarks.distributed import DEFAULT_TIMEOUT
 from benchmarks.tracking import Tracker
@@ -91,8 +91,8 @@ def budget_argv(budget: Budget) -> list[str]:
     """``--budget PRESET`` and every field as its override."""
     argv = ["--budget", budget.name if budget.name in PRESETS else "quick"]
     for name, value in budget.to_dict().items():
-        if name == "name":
-            continue
+        if name == "name" or (budget.budget_by == "epochs" and name in UNUSED_BY["epochs"]):
+            continue  # seconds an epoch budget neither uses nor hashes
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])

@@ -55,6 +55,26 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
     assert make_budget("standard").hash == "32eaead67789"
 
 
+def test_a_change_the_budget_would_not_use_is_refused_and_a_used_one_is_not():
+    from benchmarks.budget import BudgetError
+    from benchmarks.options import budget_argv
+
+    with pytest.raises(BudgetError, match="--final-epochs would change nothing"):
+        make_budget("standard", final_epochs=5)
+    assert make_budget("standard", budget_by="epochs", final_epochs=5).final_epochs == 5
+    assert make_budget("quick", epochs=1).budget_by == "time", "the preset's own value passes"
+    # a worker is given every field: an epoch budget's seconds are left out, so that its
+    # preset's seconds, unused and unhashed, are not a change
+    by_epochs = dataclasses.replace(make_budget("smoke"), name="custom", epochs=2)
+    argv = budget_argv(by_epochs)
+    assert "--trial-seconds" not in argv and "--final-seconds" not in argv
+    assert argv[:2] == ["--budget", "quick"]
+    given = {argv[i][2:].replace("-", "_"): by_epochs.to_dict()[argv[i][2:].replace("-", "_")]
+             for i in range(2, len(argv)) if argv[i].startswith("--")
+             and argv[i][2:].replace("-", "_") in by_epochs.to_dict()}
+    assert make_budget("quick", **given).hash == by_epochs.hash, "what the worker rebuilds"
+
+
 def test_a_time_budget_hashes_what_its_seconds_count(tmp_path):
     """A time budget made when its seconds counted a training's first step (compilation
     included) hashed its fields alone; it must not resume under today's meaning."""

@@ -153,8 +153,10 @@ step smoke 120 "$PYTHON" -m benchmarks.cli run --backend jax --budget smoke -a m
 PERF_LIMIT=${ARCHBENCH_GPU_PERF_SECONDS:-75}  # each: JAX start, data, three compilations
 limit=$(( $(left) - 2 * PERF_LIMIT - 15 ))
 [ "$limit" -lt 30 ] && limit=30
+# by epochs: standard is a budget of time (30 s trials) sized for a 2-core CPU, where
+# 9 x 240 s would outlast the machine's loan; on a GPU its epochs take seconds
 step registry "$limit" "$PYTHON" -m benchmarks.cli run --backend jax --budget "$BUDGET" \
-    -o "$OUT/runs" --wandb-mode offline
+    --budget-by epochs -o "$OUT/runs" --wandb-mode offline
 
 # --- (e) float32 against bfloat16 (and float16 mixed precision) training speed ---------------
 for arch in resnet convmixer; do
