@@ -30,6 +30,8 @@ _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
 # hash, so that a run made when they counted the first step as well is not resumed
 # under the new meaning.
 TIME_COUNTS = "training steps after the first"
+# The fields a kind of budget does not use: not hashed for epochs, refused as changes.
+UNUSED_BY = {"time": ("epochs", "final_epochs"), "epochs": ("trial_seconds", "final_seconds")}
 
 
 class BudgetError(ValueError):
@@ -175,8 +177,8 @@ class Budget:
         if self.budget_by == "time":  # its seconds no longer count a training's first step
             fields["time_counts"] = TIME_COUNTS
         else:  # seconds an epoch budget does not use (a time preset run by epochs)
-            fields.pop("trial_seconds", None)
-            fields.pop("final_seconds", None)
+            for name in UNUSED_BY["epochs"]:
+                fields.pop(name, None)
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -259,9 +261,6 @@ def make_budget(preset: str = "quick", **overrides: Any) -> Budget:
             f"({budget.describe_training()}); add --budget-by {other} to train by {other}")
     return budget
 
-
-# The fields a kind of budget does not use.
-UNUSED_BY = {"time": ("epochs", "final_epochs"), "epochs": ("trial_seconds", "final_seconds")}
 
 
 def budget_from_dict(data: dict[str, Any]) -> Budget:
