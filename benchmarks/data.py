@@ -265,12 +265,14 @@ def make_splits(
     tune_idx = train_idx[stratified_take(y_rest, train_size or rest, rng)]
     final_idx = train_idx[stratified_take(y_rest, final_train_size or rest, rng)]
     images = len(tune_idx) + len(val_idx) + len(final_idx) + len(dataset.y_test)
-    split_bytes = images * int(np.prod(dataset.image_shape)) * 4
+    # the float32 splits, and the copy of the final training split a TensorFlow training
+    # holds (streaming.tensorflow_pipeline)
+    split_bytes = (images + len(final_idx)) * int(np.prod(dataset.image_shape)) * 4
     available = available_memory()
     streamed = should_stream(input_mode, split_bytes, available)
     if streamed and input_mode == "auto":
         notice(f"archbench: the splits of {dataset.name} would take {split_bytes / 2**30:.1f} GiB "
-               f"as float32, more than {STREAM_SHARE:.0%} of the "
+               f"as float32 (with training's copy of the largest), more than {STREAM_SHARE:.0%} of the "
                f"{available / 2**30:.1f} GiB available; training reads them batch by batch "
                "from their source (--input memory to hold them)")
     pick = _streamed_images if streamed else _images

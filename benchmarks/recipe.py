@@ -117,7 +117,7 @@ class SuiteHyperModel(kt.HyperModel):
         kwargs.setdefault("verbose", 0)
         peak = hp.get(LEARNING_RATE) if budget.schedule == "cosine" else None
         args, kwargs = fit_arguments(args, kwargs, budget.batch_size)
-        steps_per_epoch = len(args[0])  # whole batches (Batches)
+        steps_per_epoch = kwargs.get("steps_per_epoch") or len(args[0])  # whole batches
         clock = None
         if budget.budget_by == "time":
             kwargs["epochs"] = epochs = TIME_BUDGET_EPOCHS  # the clock stops the training

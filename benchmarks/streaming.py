@@ -2,7 +2,9 @@
 
 Every ``model.fit`` of the suite reads ``Batches``, on every Keras backend. Training batches
 are all full (one traced training step, no partial last batch to trace and run apart), in a
-new order each epoch; validation and prediction batches cover every image in order.
+new order each epoch; validation and prediction batches cover every image in order. On
+TensorFlow, training arrays held in memory reach ``fit`` as a tf.data pipeline of such
+batches instead (``tensorflow_pipeline``), and validation arrays as arrays.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from benchmarks import backends
 from benchmarks.rows import Rows
+
+PIPELINE_EPOCHS = 2**62  # epochs a training pipeline serves: more than any training runs
 
 
 class Batches(keras.utils.PyDataset):
@@ -62,14 +67,61 @@ class Batches(keras.utils.PyDataset):
 
 def fit_arguments(args: tuple, kwargs: dict[str, Any], batch_size: int) -> tuple[tuple, dict]:
     """``model.fit``'s arguments with the training images and labels (and validation data
-    given as a pair) turned into ``Batches``."""
+    given as a pair) turned into ``Batches``; on TensorFlow, arrays in memory are read
+    through ``tensorflow_pipeline`` (with ``steps_per_epoch``: its batches of one epoch)
+    and a validation pair is left to Keras, in batches of ``batch_size``."""
     (images, labels, *rest), kwargs = args, dict(kwargs)
     validation = kwargs.get("validation_data")
-    if isinstance(validation, tuple) and len(validation) == 2:
-        kwargs["validation_data"] = Batches(validation[0], validation[1], batch_size)
+    pair = isinstance(validation, tuple) and len(validation) == 2
     kwargs["shuffle"] = False  # Batches shuffles the images; Keras would only reorder batches
     kwargs.pop("batch_size", None)
-    return (Batches(images, labels, batch_size, shuffle=True), *rest), kwargs
+    batches = Batches(images, labels, batch_size, shuffle=True)
+    if backends.current() != backends.TENSORFLOW or isinstance(images, Rows):
+        if pair:
+            kwargs["validation_data"] = Batches(validation[0], validation[1], batch_size)
+        return (batches, *rest), kwargs
+    if pair and isinstance(validation[0], Rows):
+        kwargs["validation_data"] = Batches(validation[0], validation[1], batch_size)
+    elif pair:
+        kwargs["validation_batch_size"] = batch_size
+    kwargs["steps_per_epoch"] = len(batches)
+    return (tensorflow_pipeline(batches), *rest), kwargs
+
+
+def tensorflow_pipeline(batches: Batches):
+    """The training batches of ``batches`` (arrays in memory), epoch after epoch, as a
+    tf.data pipeline with no Python in it, as Keras builds one for arrays: epoch ``e``
+    reads TensorFlow's stateless permutation of ``(seed, e)`` (``Batches.seed``: the
+    trial's seed fixes it), cut into ``len(batches)`` whole batches, each gathered from
+    one tensor of the images by tf.data's threads. Fit it with ``steps_per_epoch=
+    len(batches)``: the pipeline does not end.
+
+    Why not the ``PyDataset``: Keras reads one through a Python generator in tf.data's
+    threads, and a pipeline calling Python (even once an epoch) stays costly after its
+    training: the process's later trainings and speed measurements ran about half as fast
+    on a 2-core CPU, and freeing the pipelines took 8-40 s (measured; README, "What
+    archbench costs").
+    """
+    import tensorflow as tf
+
+    whole, size = len(batches), batches.batch_size
+    seed = tf.constant(batches.seed, tf.int64)
+
+    def order(epoch):
+        permutation = tf.random.experimental.stateless_shuffle(
+            tf.range(batches.count, dtype=tf.int64), tf.stack([seed, epoch]))
+        return tf.reshape(permutation[:whole * size], (whole, size))
+
+    orders = tf.data.Dataset.range(PIPELINE_EPOCHS).map(order).prefetch(1)
+    indices = orders.flat_map(tf.data.Dataset.from_tensor_slices)
+    arrays = tf.data.Dataset.from_tensors((batches.images, batches.labels)).repeat()
+    pipeline = tf.data.Dataset.zip((indices, arrays)).map(
+        lambda index, data: (tf.gather(data[0], index), tf.gather(data[1], index)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # as Keras' own: no static rewrites (each would re-serialize the pipeline per fit)
+    options.experimental_optimization.apply_default_optimizations = False
+    return pipeline.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def predict(model: keras.Model, images, batch_size: int) -> np.ndarray:

@@ -51,7 +51,12 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
     assert make_budget("quick").budget_by == make_budget("standard").budget_by == "time"
     assert make_budget("quick", budget_by="epochs").hash == "0182f6d6969f"
     assert make_budget("standard", budget_by="epochs").hash == "fcf96d2be27a"
-    assert make_budget("quick").hash == "bdbb0c872af1"  # the README's measured runs
+    assert make_budget("quick").hash == "270f18e8774b"  # the README's measured runs
+    # by time, more images cost no time: quick trains on all; its epoch plan keeps its sizes
+    assert (make_budget("quick").train_size, make_budget("quick").final_train_size) == (5000, 0)
+    by_epochs = make_budget("quick", budget_by="epochs")
+    assert (by_epochs.train_size, by_epochs.final_train_size) == (3000, 12000)
+    assert make_budget("quick", budget_by="epochs", train_size=4000).train_size == 4000
     assert make_budget("standard").hash == "32eaead67789"
 
 

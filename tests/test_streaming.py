@@ -167,10 +167,13 @@ def test_validation_and_prediction_batches_cover_every_image_in_order(cached):
     np.testing.assert_array_equal(np.concatenate([plain[i] for i in range(7)]), np.asarray(images))
 
 
-def test_fit_arguments_turn_arrays_and_rows_into_batches(cached):
+def test_fit_arguments_turn_rows_and_other_backends_arrays_into_batches(cached, monkeypatch):
+    from benchmarks import backends
     from benchmarks.streaming import Batches, fit_arguments
 
-    for x in (np.zeros((40, 6, 5, 3), np.float32), Rows(cached).floats()):
+    arrays = np.zeros((40, 6, 5, 3), np.float32)
+    for x, backend in ((Rows(cached).floats(), backends.TENSORFLOW), (arrays, backends.JAX)):
+        monkeypatch.setattr(backends, "current", lambda backend=backend: backend)
         y = np.zeros(len(x), int)
         args, kwargs = fit_arguments((x, y), {"validation_data": (x, y), "epochs": 2,
                                               "batch_size": 99}, 16)
@@ -178,6 +181,67 @@ def test_fit_arguments_turn_arrays_and_rows_into_batches(cached):
         assert args[0].images is x and len(args[0]) == len(x) // 16
         assert isinstance(kwargs["validation_data"], Batches) and not kwargs["validation_data"].shuffle
         assert kwargs == {"validation_data": kwargs["validation_data"], "epochs": 2, "shuffle": False}
+
+
+def pipeline_orders(images, labels, seed, epochs=3):
+    """The labels each epoch of ``tensorflow_pipeline`` reads (batch 8), checking that every
+    image matches its label and that every batch is full."""
+    from benchmarks.streaming import fit_arguments
+
+    np.random.seed(seed)  # what the trial's seed does
+    args, kwargs = fit_arguments((images, labels), {}, 8)
+    read, seen = iter(args[0]), []
+    for _ in range(epochs):
+        order = []
+        for _ in range(kwargs["steps_per_epoch"]):
+            x, y = (part.numpy() for part in next(read))
+            assert len(y) == 8, "training batches are all full"
+            np.testing.assert_array_equal(x, images[y])
+            order += y.tolist()
+        seen.append(order)
+    return seen
+
+
+def test_arrays_on_tensorflow_reach_fit_as_a_pipeline_of_whole_shuffled_batches():
+    import tensorflow as tf
+
+    from benchmarks.streaming import fit_arguments
+
+    images = np.random.default_rng(0).random((50, 6, 5, 3), dtype=np.float32)
+    labels = np.arange(50)
+    args, kwargs = fit_arguments((images, labels), {"validation_data": (images, labels),
+                                                    "batch_size": 99}, 8)
+    assert isinstance(args[0], tf.data.Dataset)
+    assert kwargs == {"validation_data": (images, labels), "validation_batch_size": 8,
+                      "steps_per_epoch": 6, "shuffle": False}
+    first = pipeline_orders(images, labels, seed=7)
+    assert all(len(set(order)) == 48 for order in first), "48 distinct images an epoch"
+    assert len({tuple(order) for order in first}) == 3, "a new order each epoch"
+    left_out = {frozenset(range(50)) - set(order) for order in first}
+    assert len(left_out) > 1, "not the same two images every epoch"
+    assert pipeline_orders(images, labels, seed=7) == first, "the trial's seed fixes the order"
+    assert pipeline_orders(images, labels, seed=8) != first, "another seed, another order"
+
+
+def test_a_tensorflow_training_on_arrays_never_calls_python(monkeypatch):
+    import keras
+
+    from benchmarks.streaming import Batches, fit_arguments
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(5, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    images, labels = np.zeros((40, 6, 5, 3), np.float32), np.arange(40) % 5
+    args, kwargs = fit_arguments((images, labels), {"validation_data": (images, labels)}, 16)
+
+    def python(self, *args):
+        raise AssertionError("the training pipeline called Python")
+
+    for method in ("__getitem__", "epoch_order", "on_epoch_end"):
+        monkeypatch.setattr(Batches, method, python)
+    history = model.fit(*args, epochs=3, verbose=0, **kwargs)
+    assert len(history.history["val_loss"]) == 3
 
 
 def test_a_model_trains_and_predicts_the_same_from_streamed_rows(cached):
