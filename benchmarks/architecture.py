@@ -13,7 +13,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from benchmarks import rundir, streaming, timing, workarounds
+from benchmarks import backends, rundir, streaming, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
@@ -199,6 +199,9 @@ class ArchitectureBenchmark:
         splits = self.splits
         wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
         memory = PeakMemory() if with_measurements else contextlib.nullcontext()
+        if backends.current() == backends.TENSORFLOW and not splits.streamed:
+            # the input pipeline's copy of the split is made before, not in, the memory block
+            streaming.hold(splits.x_final, splits.y_final)
         with timing.phase(timing.TRAINING), memory:
             history = self.hypermodel.fit(
                 hp, model, splits.x_final, splits.y_final,

@@ -6,6 +6,7 @@ read only after the result is on the host, and the median of several repeats is 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import time
@@ -103,6 +104,7 @@ class PeakMemory:
             backends.reset_device_peak()
             self._start, self._peak_before = backends.device_memory()
         elif _reset_resident_peak():
+            _release_free_heap()
             self._start = _resident("VmRSS")
         return self
 
@@ -114,6 +116,16 @@ class PeakMemory:
         else:
             peak = _resident("VmHWM")
         self.megabytes = max(0.0, (peak - self._start) / 2**20)
+
+
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``) so that a
+    block reusing them counts as growth: pages freed but still resident (a split's copy
+    made just before, say) would otherwise hide a small network's training memory."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def _reset_resident_peak() -> bool:

@@ -282,3 +282,19 @@ def test_a_streamed_folder_benchmark_completes_and_records_its_input(tmp_path, f
     assert result["status"] == "ok" and 0.0 < float(result["test_accuracy"]) <= 1.0
     predictions = rundir.read_rows(rundir.predictions_path(run_dir, "simple_cnn"))
     assert len(predictions) == manifest["dataset"]["split_sizes"]["test"]
+
+
+def test_a_split_is_copied_for_tensorflow_once_and_let_go_with_its_arrays():
+    import gc
+
+    from benchmarks import streaming
+
+    images, labels = np.random.default_rng(1).random((40, 6, 5, 3), dtype=np.float32), np.arange(40)
+    key = (id(images), id(labels))
+    first = streaming.hold(images, labels)
+    assert streaming.hold(images, labels) is first, "one copy for every training of the split"
+    np.testing.assert_array_equal(first[0].numpy(), images)
+    np.testing.assert_array_equal(first[1].numpy(), labels)
+    del images, first
+    gc.collect()
+    assert key not in streaming._HELD, "the copy goes with the split"
