@@ -101,8 +101,8 @@ def tensorflow_pipeline(batches: Batches):
     Why not the ``PyDataset``: Keras reads one through a Python generator in tf.data's
     threads, and a pipeline calling Python (even once an epoch) stays costly after its
     training: the process's later trainings and speed measurements ran about half as fast
-    on a 2-core CPU, and freeing the pipelines took 8-40 s (measured; README, "What
-    archbench costs").
+    on a 2-core CPU, and freeing the pipelines took 8-40 s (measured; README,
+    "Performance").
     """
     import tensorflow as tf
 
