@@ -13,7 +13,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from benchmarks import backends, rundir, streaming, timing, workarounds
+from benchmarks import rundir, streaming, timing, workarounds
 from benchmarks.accelerator import distribution_strategy
 from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
@@ -199,9 +199,7 @@ class ArchitectureBenchmark:
         splits = self.splits
         wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
         memory = PeakMemory() if with_measurements else contextlib.nullcontext()
-        if backends.current() == backends.TENSORFLOW and not splits.streamed:
-            # the input pipeline's copy of the split is made before, not in, the memory block
-            streaming.hold(splits.x_final, splits.y_final)
+        streaming.prepare(splits.x_final, splits.y_final)  # before, not in, the memory block
         with timing.phase(timing.TRAINING), memory:
             history = self.hypermodel.fit(
                 hp, model, splits.x_final, splits.y_final,

@@ -78,7 +78,7 @@ def fit_arguments(args: tuple, kwargs: dict[str, Any], batch_size: int) -> tuple
     kwargs["shuffle"] = False  # Batches shuffles the images; Keras would only reorder batches
     kwargs.pop("batch_size", None)
     batches = Batches(images, labels, batch_size, shuffle=True)
-    if backends.current() != backends.TENSORFLOW or isinstance(images, Rows):
+    if not read_by_tensorflow(images):
         if pair:
             kwargs["validation_data"] = Batches(validation[0], validation[1], batch_size)
         return (batches, *rest), kwargs
@@ -88,6 +88,20 @@ def fit_arguments(args: tuple, kwargs: dict[str, Any], batch_size: int) -> tuple
         kwargs["validation_batch_size"] = batch_size
     kwargs["steps_per_epoch"] = len(batches)
     return (tensorflow_pipeline(batches), *rest), kwargs
+
+
+def read_by_tensorflow(images) -> bool:
+    """Whether a training on ``images`` reads them through ``tensorflow_pipeline``: arrays
+    in memory on TensorFlow (``Rows``, and every split on another backend, are read as
+    ``Batches``)."""
+    return backends.current() == backends.TENSORFLOW and not isinstance(images, Rows)
+
+
+def prepare(images, labels) -> None:
+    """Make what a training on this split will read before it starts (call it outside any
+    block that measures the training): TensorFlow's copy of arrays in memory (``hold``)."""
+    if read_by_tensorflow(images):
+        hold(images, labels)
 
 
 def tensorflow_pipeline(batches: Batches):

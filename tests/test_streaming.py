@@ -298,3 +298,19 @@ def test_a_split_is_copied_for_tensorflow_once_and_let_go_with_its_arrays():
     del images, first
     gc.collect()
     assert key not in streaming._HELD, "the copy goes with the split"
+
+
+def test_prepare_copies_a_split_only_where_the_tensorflow_pipeline_will_read_it(monkeypatch):
+    from benchmarks import backends, streaming
+
+    images, labels = np.zeros((12, 4, 4, 1), np.float32), np.arange(12)
+    lazy = Rows(images)
+    key = (id(images), id(labels))
+    streaming.prepare(lazy, labels)
+    assert (id(lazy), id(labels)) not in streaming._HELD, "a streamed split is read as Batches"
+    monkeypatch.setattr(backends, "current", lambda: backends.JAX)
+    streaming.prepare(images, labels)
+    assert key not in streaming._HELD, "JAX reads Batches: no TensorFlow copy"
+    monkeypatch.undo()
+    streaming.prepare(images, labels)
+    assert key in streaming._HELD, "TensorFlow's pipeline reads the copy made here"
