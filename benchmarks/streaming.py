@@ -139,9 +139,10 @@ def tensorflow_pipeline(batches: Batches):
     options.experimental_optimization.apply_default_optimizations = False
     # No autotuning thread. The pipeline's iterator lives until the garbage collector frees
     # it, and freeing it waits for that thread (py-spy: ~Iterator blocked in the thread's
-    # join): a collection that fell in resnet's test pass blocked 33-41 s, in every whole-
-    # registry quick run. Without it tf.data fixes the AUTOTUNE values above (the cores; a
-    # prefetch buffer that grows while training waits): an MLP trained as fast (measured).
+    # join): a collection that fell in resnet's test pass blocked it over 30 s, in each of
+    # three whole-registry quick runs. Without it tf.data fixes the AUTOTUNE values above
+    # (the cores; a prefetch buffer that grows while training waits): an MLP trained as
+    # fast (measured).
     options.autotune.enabled = False
     return pipeline.with_options(options).prefetch(tf.data.AUTOTUNE)
 
