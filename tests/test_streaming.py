@@ -212,7 +212,7 @@ def test_arrays_on_tensorflow_reach_fit_as_a_pipeline_of_whole_shuffled_batches(
     args, kwargs = fit_arguments((images, labels), {"validation_data": (images, labels),
                                                     "batch_size": 99}, 8)
     assert isinstance(args[0], tf.data.Dataset)
-    # freeing an autotuned pipeline's iterator waits for its tuning thread (up to a minute)
+    # freeing an autotuned pipeline's iterator waited for its threads (README, Performance)
     assert args[0].options().autotune.enabled is False, "no autotuning thread"
     assert kwargs == {"validation_data": (images, labels), "validation_batch_size": 8,
                       "steps_per_epoch": 6, "shuffle": False}
