@@ -48,6 +48,7 @@ class SuiteHyperModel(kt.HyperModel):
         self.num_classes = num_classes
         self.budget = budget
         self.flips = flips  # the dataset's classes are mirror-invariant: augment with flips
+        self._costs: dict[tuple, tuple[int, int] | None] = {}  # cost() of each network
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         model = self.architecture.build(hp, self.input_shape, self.num_classes)
@@ -83,14 +84,19 @@ class SuiteHyperModel(kt.HyperModel):
     def cost(self, values: dict[str, Any]) -> tuple[int, int] | None:
         """Parameters and multiply-accumulates per image of the architecture's network at
         ``values`` (the recipe adds neither); None where the builder says the input does
-        not suit it."""
-        hp = kt.HyperParameters()
-        hp.values.update(values)
-        try:
-            model = self.architecture.build(hp, self.input_shape, self.num_classes)
-        except NotApplicable:
-            return None
-        return int(model.count_params()), multiply_accumulates(model)
+        not suit it. Built once per network: the recipe's values are left out of the key,
+        so a search redrawing proposals over a cap does not build the same network again."""
+        key = tuple(sorted((k, v) for k, v in values.items()
+                           if k not in (LEARNING_RATE, WEIGHT_DECAY)))
+        if key not in self._costs:
+            hp = kt.HyperParameters()
+            hp.values.update(values)
+            try:
+                model = self.architecture.build(hp, self.input_shape, self.num_classes)
+                self._costs[key] = int(model.count_params()), multiply_accumulates(model)
+            except NotApplicable:
+                self._costs[key] = None
+        return self._costs[key]
 
     def within_cap(self, values: dict[str, Any]) -> bool:
         """Whether ``values`` keeps the network within the budget's ``max_params`` and

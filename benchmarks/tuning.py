@@ -147,6 +147,34 @@ def capped(populate_space, within_cap):
     return populate
 
 
+def default_values(space: kt.HyperParameters) -> dict[str, Any]:
+    """Every active hyperparameter of ``space`` at its default (conditional ones as their
+    parents' defaults make them active), as Keras Tuner's random draw fills them."""
+    values = kt.HyperParameters()
+    for hp in space.space:
+        values.merge([hp])
+        if values.is_active(hp):
+            values.values[hp.name] = hp.default
+    return dict(values.values)
+
+
+def defaults_first(oracle: kt.Oracle, populate_space, within_cap):
+    """An oracle's ``populate_space`` whose search starts from the defaults: the first trial
+    is the architecture's default configuration with the recipe's default learning rate
+    and weight decay (unless it is over the budget's caps: ``within_cap`` false), every
+    later one is the oracle's own proposal. With two or three trials, random draws alone
+    often leave a network only learning rates far from any that suit a short training."""
+
+    def populate(trial_id):
+        if not oracle.trials:  # the search's first trial (a resumed search has trials)
+            values = default_values(oracle.hyperparameters)
+            if within_cap(values):
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        return populate_space(trial_id)
+
+    return populate
+
+
 def forget_unrecorded_trials(oracle: kt.Oracle) -> None:
     """Drop the reloaded trials that the oracle's own state never recorded.
 
@@ -169,10 +197,12 @@ class _SuiteTunerMixin:
         self._record = TrialRecord()
         self._trial_callbacks: dict[str, Any] = {}  # harness_callbacks' of this trial
         super().__init__(*args, **kwargs)
-        capped_budget = setup.budget.max_params or setup.budget.max_macs
-        if capped_budget and isinstance(self.oracle, kt.Oracle):
-            self.oracle.populate_space = capped(self.oracle.populate_space,
-                                                self.hypermodel.within_cap)
+        if isinstance(self.oracle, kt.Oracle):  # the search's own (not a worker's client)
+            oracle, within_cap = self.oracle, self.hypermodel.within_cap
+            if setup.budget.max_params or setup.budget.max_macs:
+                oracle.populate_space = capped(oracle.populate_space, within_cap)
+            if setup.budget.tuner != "hyperband":  # which hands out brackets, not points
+                oracle.populate_space = defaults_first(oracle, oracle.populate_space, within_cap)
 
     def reload(self):
         super().reload()

@@ -3,6 +3,7 @@
 import dataclasses
 import gc
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from benchmarks.callbacks import TrialTimeLimit
 from benchmarks.data import Splits
 from benchmarks.options import RunOptions
 from benchmarks.recipe import (
+    LEARNING_RATE,
     ArchitectureError,
     StopOnNonFiniteLoss,
     SuiteHyperModel,
@@ -204,6 +206,43 @@ def test_the_search_samples_the_same_trials_whatever_the_global_random_state(tmp
         sampled.append([t.hyperparameters.values for t in trials])
     assert sampled[0] == sampled[1]
     assert sampled[0][0] != sampled[0][1]
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian"])
+def test_each_search_starts_from_the_default_configuration(tmp_path, tuner):
+    budget = dataclasses.replace(BUDGET, tuner=tuner)
+    for name in ("mlp", "resnet"):
+        hypermodel = SuiteHyperModel(get_architecture(name), (28, 28, 1), 10, budget)
+        defaults = kt.HyperParameters()
+        hypermodel.build(defaults)  # Keras Tuner fills each hyperparameter's default
+        setup = TrialSetup(budget, Tracker("disabled", "p", "t", tmp_path),
+                           TrialWriter(tmp_path / "trials.csv", name, budget.hash), {})
+        oracle = make_tuner(hypermodel, setup, str(tmp_path / tuner), name).oracle
+        first, second = [oracle.create_trial(f"tuner{i}") for i in range(2)]
+        assert first.hyperparameters.values == defaults.values
+        assert defaults.values[LEARNING_RATE] == pytest.approx(
+            math.sqrt(budget.lr_min * budget.lr_max))
+        assert second.hyperparameters.values != defaults.values  # then the tuner's own
+
+
+def test_a_network_is_built_once_to_check_it_against_the_caps():
+    built = []
+
+    @register
+    def counted(hp, input_shape, num_classes):
+        """A dense net that notes each build."""
+        units = hp.Choice("units", [8, 16], default=8)
+        built.append(units)
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Dense(units)(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    budget = dataclasses.replace(BUDGET, max_params=10_000)  # 8 units: 6,370; 16: 12,730
+    hypermodel = SuiteHyperModel(get_architecture("counted"), (28, 28, 1), 10, budget)
+    for learning_rate in (1e-3, 2e-3, 3e-3):
+        assert hypermodel.within_cap({"units": 8, LEARNING_RATE: learning_rate})
+        assert not hypermodel.within_cap({"units": 16, LEARNING_RATE: learning_rate})
+    assert built == [8, 16]
 
 
 def test_a_kill_between_the_trial_file_and_the_oracle_state_loses_no_trial(tmp_path, monkeypatch):
