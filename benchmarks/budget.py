@@ -30,6 +30,10 @@ _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
 # hash, so that a run made when they counted the first step as well is not resumed
 # under the new meaning.
 TIME_COUNTS = "training steps after the first"
+# Where each random or Bayesian search's first trial comes from (``tuning.defaults_first``):
+# part of those budgets' hashes, so that a run whose searches began at random draws is not
+# resumed with its remaining architectures starting from their defaults.
+FIRST_TRIAL = "the defaults"
 # The fields a kind of budget does not use: not hashed for epochs, refused as changes.
 UNUSED_BY = {"time": ("epochs", "final_epochs"), "epochs": ("trial_seconds", "final_seconds")}
 
@@ -174,6 +178,8 @@ class Budget:
             k: v for k, v in self.to_dict().items()
             if k != "name" and _LATER_FIELDS.get(k, object()) != v
         }
+        if self.tuner != "hyperband":  # Hyperband's brackets are not changed
+            fields["first_trial"] = FIRST_TRIAL
         if self.budget_by == "time":  # its seconds no longer count a training's first step
             fields["time_counts"] = TIME_COUNTS
         else:  # seconds an epoch budget does not use (a time preset run by epochs)

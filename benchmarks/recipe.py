@@ -86,8 +86,8 @@ class SuiteHyperModel(kt.HyperModel):
         ``values`` (the recipe adds neither); None where the builder says the input does
         not suit it. Built once per network: the recipe's values are left out of the key,
         so a search redrawing proposals over a cap does not build the same network again."""
-        key = tuple(sorted((k, v) for k, v in values.items()
-                           if k not in (LEARNING_RATE, WEIGHT_DECAY)))
+        key = tuple(sorted((k, v) for k, v in values.items()  # and Hyperband's bookkeeping
+                           if k not in (LEARNING_RATE, WEIGHT_DECAY) and not k.startswith("tuner/")))
         if key not in self._costs:
             hp = kt.HyperParameters()
             hp.values.update(values)

@@ -41,6 +41,7 @@ TRIAL_COLUMNS = [
     "error",
     "wandb_run_id",
     "worker",  # distributed runs: the tuner id of the worker that trained it
+    "origin",  # "defaults": the search's first trial, at the defaults; "tuner": proposed
     "budget_hash",
 ]
 

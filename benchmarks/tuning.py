@@ -47,6 +47,10 @@ class TrialRecord:
     steps_run: int = 0  # optimizer steps (a time budget may end an epoch early)
     train_seconds: float = 0.0
     val_accuracy_history: list[float] = field(default_factory=list)
+    origin: str = ""  # DEFAULTS: the search's configuration at its defaults; else TUNER
+
+
+DEFAULTS, TUNER = "defaults", "tuner"  # where a trial's configuration came from
 
 
 class TrialWriter:
@@ -80,6 +84,7 @@ class TrialWriter:
             "error": error,
             "wandb_run_id": record.wandb_run_id,
             "worker": record.worker,
+            "origin": record.origin,
             "budget_hash": self.budget_hash,
         }
         rundir.upsert_row(self.path, rundir.TRIAL_COLUMNS, row, rundir.TRIAL_KEY)
@@ -197,6 +202,7 @@ class _SuiteTunerMixin:
         self._record = TrialRecord()
         self._trial_callbacks: dict[str, Any] = {}  # harness_callbacks' of this trial
         super().__init__(*args, **kwargs)
+        self._defaults = default_values(self.oracle.get_space())  # the space's, at defaults
         if isinstance(self.oracle, kt.Oracle):  # the search's own (not a worker's client)
             oracle, within_cap = self.oracle, self.hypermodel.within_cap
             if setup.budget.max_params or setup.budget.max_macs:
@@ -213,7 +219,8 @@ class _SuiteTunerMixin:
         super().on_trial_begin(trial)
         keras.utils.set_random_seed(trial_seed(self.setup.budget.seed, trial.trial_id))
         worker = self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else ""
-        self._record = TrialRecord(worker=worker)
+        origin = DEFAULTS if trial.hyperparameters.values == self._defaults else TUNER
+        self._record = TrialRecord(worker=worker, origin=origin)
 
     def run_trial(self, trial, *args, **kwargs):
         setup, record = self.setup, self._record

@@ -13,15 +13,25 @@ from reports.stats import expected_best
 Curve = tuple[np.ndarray, np.ndarray]  # expected best score for 1..N trials, its std
 
 
+DEFAULTS = "defaults"  # trials.csv ``origin`` of a search's first trial, at the defaults
+
+
 def expected_best_curves(trials: pd.DataFrame) -> dict[str, Curve]:
-    """Per architecture, the expected best score for 1..N of its N completed trials."""
+    """Per architecture, the expected best score for 1..N of its N completed trials; a
+    trial at the defaults (``origin``) is in every search, not drawn (``expected_best``)."""
     if trials.empty or "score" not in trials:
         return {}
     done = trials[trials["status"] == "COMPLETED"].copy()
     done["score"] = pd.to_numeric(done["score"], errors="coerce")
     done = done.dropna(subset=["score"])
-    return {arch: expected_best(group["score"].to_numpy())
-            for arch, group in done.groupby("architecture", sort=True)}
+    origin = done["origin"] if "origin" in done else pd.Series("", index=done.index)
+    curves = {}
+    for arch, group in done.groupby("architecture", sort=True):
+        first = origin[group.index] == DEFAULTS
+        fixed = float(group["score"][first].iloc[0]) if first.sum() == 1 else None
+        drawn = group["score"][~first] if fixed is not None else group["score"]
+        curves[arch] = expected_best(drawn.to_numpy(), fixed=fixed)
+    return curves
 
 
 def enough_section(curves: dict[str, Curve], order: list[str]) -> list[str]:
@@ -32,7 +42,9 @@ def enough_section(curves: dict[str, Curve], order: list[str]) -> list[str]:
     return ["## Was the budget enough?", "",
             "The expected best validation score of a search with 1 to N trials, estimated "
             "from each architecture's N trial scores (Dodge et al. 2019, \"Show your work\"), "
-            "± one standard deviation. A curve still rising at N means more trials would "
+            "± one standard deviation; a search's first trial at the architecture's defaults "
+            "is in every search, so n trials are it and the best of n - 1 draws from the "
+            "others. A curve still rising at N means more trials would "
             "likely have found a better configuration; the verdict warns when that could "
             "reorder the top two.", "", enough_table(curves, order), ""]
 

@@ -298,20 +298,26 @@ def _needed(distribution: np.ndarray, exact: bool) -> float | None:
     return None
 
 
-def expected_best(scores: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expected_best(scores: list[float] | np.ndarray,
+                  fixed: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Expected best score of a search of n = 1..N trials, and its standard deviation,
     estimated from N observed trial scores (Dodge et al. 2019, "Show your work"): the
     maximum of n draws with replacement from the empirical distribution of the scores.
+    ``fixed``: the score of a trial that every search contains rather than draws (its
+    first, at the defaults), not among ``scores``: n trials are then that one and the best
+    of n - 1 draws from ``scores``, and N is one more than them.
 
     Returns:
         (means, standard deviations), each of length N; entry n - 1 is for n trials.
     """
     values = np.sort(np.asarray(scores, dtype=float))
     count = len(values)
+    means, stds = ([float(fixed)], [0.0]) if fixed is not None else ([], [])
     if count == 0:
-        return np.array([]), np.array([])
+        return np.array(means), np.array(stds)
+    if fixed is not None:
+        values = np.maximum(values, fixed)  # still in order: the best of it and the draws
     share = np.arange(count + 1) / count  # P(score <= v_(i)) = i / N
-    means, stds = [], []
     for n in range(1, count + 1):
         weights = np.diff(share**n)  # P(max of n draws = v_(i))
         mean = float(weights @ values)

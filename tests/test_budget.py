@@ -32,7 +32,7 @@ def test_hash_is_stable_across_instances_and_ignores_the_name():
     # Pinned: changing the hashing scheme silently would orphan every existing run directory.
     # Fields added later are left out at the value that meant what budgets did before them.
     before_the_recipe = Budget(schedule="constant", weight_decay_max=0.0, label_smoothing=0.0)
-    assert before_the_recipe.hash == "fa2826f50413"
+    assert before_the_recipe.hash == "24c9d04d1613"
     assert a.hash == budget_from_dict(a.to_dict()).hash
 
 
@@ -41,7 +41,7 @@ def test_a_manifest_older_than_a_field_reads_back_with_its_old_hash():
     fields = {k: v for k, v in old.to_dict().items()
               if k not in ("schedule", "warmup", "weight_decay_min", "weight_decay_max",
                            "label_smoothing")}
-    assert budget_from_dict(fields).hash == old.hash == "fa2826f50413"
+    assert budget_from_dict(fields).hash == old.hash == "24c9d04d1613"
 
 
 def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
@@ -49,15 +49,15 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
     were, so that their runs still resume: an epoch budget's hash leaves the unused seconds
     out."""
     assert make_budget("quick").budget_by == make_budget("standard").budget_by == "time"
-    assert make_budget("quick", budget_by="epochs").hash == "0182f6d6969f"
-    assert make_budget("standard", budget_by="epochs").hash == "fcf96d2be27a"
-    assert make_budget("quick").hash == "270f18e8774b"  # the README's measured runs
+    assert make_budget("quick", budget_by="epochs").hash == "2b6e7a129b59"
+    assert make_budget("standard", budget_by="epochs").hash == "f0e29267165d"
+    assert make_budget("quick").hash == "f81e513c7b73"
     # by time, more images cost no time: quick trains on all; its epoch plan keeps its sizes
     assert (make_budget("quick").train_size, make_budget("quick").final_train_size) == (5000, 0)
     by_epochs = make_budget("quick", budget_by="epochs")
     assert (by_epochs.train_size, by_epochs.final_train_size) == (3000, 12000)
     assert make_budget("quick", budget_by="epochs", train_size=4000).train_size == 4000
-    assert make_budget("standard").hash == "32eaead67789"
+    assert make_budget("standard").hash == "f9464abff80a"
 
 
 def test_a_change_the_budget_would_not_use_is_refused_and_a_used_one_is_not():
@@ -102,6 +102,25 @@ def test_a_time_budget_hashes_what_its_seconds_count(tmp_path):
                        r"same fields, which meant something else in the archbench that made "
                        rf"it: budget hash {before} -> {budget.hash}\)"):
         check_same_budget(manifest, options, tmp_path / "old")
+
+
+def test_a_budget_hashes_where_its_searches_start(tmp_path):
+    """Random and Bayesian searches start from the defaults (tuning.defaults_first): a run
+    whose searches began at random draws, hashed before, must not resume with its remaining
+    architectures starting from their defaults. Hyperband's searches did not change."""
+    from benchmarks import rundir
+    from benchmarks.manifest import check_same_budget
+    from benchmarks.options import RunOptions
+
+    budget = make_budget("quick")
+    before = "270f18e8774b"  # quick's hash when its searches began at random draws
+    assert budget.hash != before
+    manifest = {"budget": {"hash": before, "fields": budget.to_dict()}}
+    options = RunOptions(architectures=["mlp"], budget=budget, dataset="fashion_mnist",
+                         output=tmp_path, name="old")
+    with pytest.raises(rundir.RunDirError, match="which meant something else"):
+        check_same_budget(manifest, options, tmp_path / "old")
+    assert make_budget("quick", budget_by="epochs", tuner="hyperband").hash == "a9765df05b2b"
 
 
 HASHED_FIELDS = [f.name for f in dataclasses.fields(Budget) if f.name != "name"]

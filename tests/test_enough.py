@@ -21,6 +21,30 @@ def test_expected_best_against_every_possible_draw(scores):
     assert all(np.diff(means) >= -1e-12), "more trials never expect less"
 
 
+@pytest.mark.parametrize("fixed, scores", [(0.77, []), (0.77, [0.27]), (0.6, [0.9, 0.5]),
+                                           (0.8, [0.3, 0.8, 0.95])])
+def test_a_trial_every_search_contains_is_not_a_draw(fixed, scores):
+    """A search's first trial at the defaults is in every search: n trials are it and the
+    best of n - 1 draws from the other scores."""
+    means, stds = expected_best(scores, fixed=fixed)
+    assert len(means) == len(scores) + 1
+    assert (means[0], stds[0]) == (fixed, 0.0), "one trial: the defaults' own score"
+    for n in range(2, len(scores) + 2):
+        best = [max(fixed, *draw) for draw in itertools.product(scores, repeat=n - 1)]
+        assert means[n - 1] == pytest.approx(np.mean(best))
+        assert stds[n - 1] == pytest.approx(np.std(best))
+
+
+def test_the_trial_at_the_defaults_is_read_from_its_origin():
+    table = trials({"a": [0.77, 0.27]})
+    table["origin"] = ["defaults", "tuner"]
+    means, _ = expected_best_curves(table)["a"]
+    assert list(means) == pytest.approx([0.77, 0.77])  # as draws: 0.52, then 0.645
+    table["origin"] = ""  # a run made before the column, or a search without defaults
+    means, _ = expected_best_curves(table)["a"]
+    assert list(means) == pytest.approx([0.52, 0.645])
+
+
 def trials(scores: dict[str, list[float]], failed: int = 0) -> pd.DataFrame:
     rows = [{"architecture": arch, "trial_id": str(i), "status": "COMPLETED", "score": str(s)}
             for arch, values in scores.items() for i, s in enumerate(values)]

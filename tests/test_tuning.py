@@ -95,6 +95,7 @@ def test_successful_search_writes_one_row_per_trial(tmp_path):
     assert row["status"] == "ok"
     assert [t["trial_id"] for t in trials] == ["0", "1"]
     assert all(t["status"] == "COMPLETED" for t in trials)
+    assert [t["origin"] for t in trials] == ["defaults", "tuner"]
     best = max(trials, key=lambda t: float(t["score"]))
     assert row["val_accuracy"] == pytest.approx(float(best["score"]))
     assert json.loads(best["hyperparameters"]) == row["best_hyperparameters"]
@@ -151,6 +152,7 @@ def test_configurations_over_the_cap_are_never_trained(tmp_path, cap):
     row, trials = bench("narrow_or_wide", tmp_path, tiny_splits(), budget=budget)
     assert len(trials) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
     assert {json.loads(t["hyperparameters"])["units"] for t in trials} == {8}
+    assert {t["origin"] for t in trials} == {"tuner"}, "the defaults (512 units) are over it"
     assert row["status"] == "ok" and int(row["total_params"]) <= 50_000
     uncapped = dataclasses.replace(budget, max_params=0, max_macs=0)
     _, wide = bench("narrow_or_wide", tmp_path / "uncapped", tiny_splits(), budget=uncapped)
