@@ -213,8 +213,8 @@ PRESETS: dict[str, Budget] = {
         final_train_size=512, final_epochs=1,
     ),
     # Minutes for the whole registry on a 2-core laptop CPU: the default. Equal training
-    # time, like standard, whose ranking it then predicts (Kendall's tau 0.67 measured
-    # against standard's; 0.39 for the equal-epoch plan). Two 10-second trials on 5,000
+    # time, like standard, whose ranking it then predicts (Kendall's tau 0.72 measured
+    # against standard's; 0.56 for the equal-epoch plan). Two 10-second trials on 5,000
     # images (batch 64: enough steps for batch-norm statistics to settle), then 40 seconds
     # on the whole split: under a time budget more images cost nothing and overfit less.
     # With --budget-by epochs: two one-epoch trials on 3,000, then 2 epochs on 12,000
@@ -229,7 +229,7 @@ PRESETS: dict[str, Budget] = {
     # machine: equal training time, so that no sampled configuration stretches the run
     # (training speeds here span 160 to 11,000 images/s, and the cap on multiply-
     # accumulates does not bound time). Three 30-second trials on 5,000 images, then 150
-    # seconds on the whole split (measured: 51 minutes, simple_cnn 0.914); the epoch
+    # seconds on the whole split (measured: 48 minutes, simple_cnn 0.913); the epoch
     # fields apply with --budget-by epochs.
     "standard": Budget(
         name="standard", trials=3, epochs=2, batch_size=64, train_size=5000, val_size=5000,
