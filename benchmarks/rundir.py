@@ -41,9 +41,10 @@ TRIAL_COLUMNS = [
     "error",
     "wandb_run_id",
     "worker",  # distributed runs: the tuner id of the worker that trained it
-    "origin",  # "defaults": the search's first trial, at the defaults; "tuner": proposed
+    "origin",  # ORIGIN_DEFAULTS: the search's first trial, at the defaults; else ORIGIN_TUNER
     "budget_hash",
 ]
+ORIGIN_DEFAULTS, ORIGIN_TUNER = "defaults", "tuner"  # where a trial's configuration came from
 
 TRIAL_KEY = ["architecture", "trial_id"]
 WORKERS_DIR = "workers"  # distributed runs: workers/<tuner id>/trials.csv and logs

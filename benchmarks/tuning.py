@@ -47,10 +47,7 @@ class TrialRecord:
     steps_run: int = 0  # optimizer steps (a time budget may end an epoch early)
     train_seconds: float = 0.0
     val_accuracy_history: list[float] = field(default_factory=list)
-    origin: str = ""  # DEFAULTS: the search's configuration at its defaults; else TUNER
-
-
-DEFAULTS, TUNER = "defaults", "tuner"  # where a trial's configuration came from
+    origin: str = ""  # rundir.ORIGIN_DEFAULTS or rundir.ORIGIN_TUNER
 
 
 class TrialWriter:
@@ -219,7 +216,8 @@ class _SuiteTunerMixin:
         super().on_trial_begin(trial)
         keras.utils.set_random_seed(trial_seed(self.setup.budget.seed, trial.trial_id))
         worker = self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else ""
-        origin = DEFAULTS if trial.hyperparameters.values == self._defaults else TUNER
+        origin = (rundir.ORIGIN_DEFAULTS if trial.hyperparameters.values == self._defaults
+                  else rundir.ORIGIN_TUNER)
         self._record = TrialRecord(worker=worker, origin=origin)
 
     def run_trial(self, trial, *args, **kwargs):

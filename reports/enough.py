@@ -7,13 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchmarks import rundir
 from reports.markdown import markdown_table, md_escape
 from reports.stats import expected_best
 
 Curve = tuple[np.ndarray, np.ndarray]  # expected best score for 1..N trials, its std
-
-
-DEFAULTS = "defaults"  # trials.csv ``origin`` of a search's first trial, at the defaults
 
 
 def expected_best_curves(trials: pd.DataFrame) -> dict[str, Curve]:
@@ -27,7 +25,7 @@ def expected_best_curves(trials: pd.DataFrame) -> dict[str, Curve]:
     origin = done["origin"] if "origin" in done else pd.Series("", index=done.index)
     curves = {}
     for arch, group in done.groupby("architecture", sort=True):
-        first = origin[group.index] == DEFAULTS
+        first = origin[group.index] == rundir.ORIGIN_DEFAULTS
         fixed = float(group["score"][first].iloc[0]) if first.sum() == 1 else None
         drawn = group["score"][~first] if fixed is not None else group["score"]
         curves[arch] = expected_best(drawn.to_numpy(), fixed=fixed)
