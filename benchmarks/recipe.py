@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
+from benchmarks import optimizers
 from benchmarks.budget import Budget
 from benchmarks.measure import multiply_accumulates
 from benchmarks.streaming import fit_arguments
@@ -72,8 +73,7 @@ class SuiteHyperModel(kt.HyperModel):
             outputs = keras.layers.Activation("linear", dtype="float32")(model.outputs[0])
             model = keras.Model(model.inputs, outputs, name=model.name)
         model.compile(
-            optimizer=(keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-                       if weight_decay else keras.optimizers.Adam(learning_rate)),
+            optimizer=optimizers.adam(learning_rate, weight_decay),
             loss=SmoothedSparseCrossentropy(self.budget.label_smoothing)
             if self.budget.label_smoothing else LOSS,
             metrics=list(METRICS),

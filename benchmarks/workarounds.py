@@ -49,6 +49,16 @@ PRIVATE_NAMES = [
     PrivateName("keras.src.utils.module_utils", "tensorflow._available", KERAS,
                 "set false on jax: Keras would import TensorFlow, where installed, to seed it "
                 "and to check types while saving (seconds of start-up and its log lines)"),
+    # benchmarks/optimizers.py: the fused Adam (its slot variables, ``_momentums`` and
+    # ``_velocities``, are read too; tests/test_optimizers.py checks it trains as Keras' does)
+    PrivateName("keras.src.backend.tensorflow.optimizer", "TFOptimizer._backend_update_step",
+                KERAS, "overridden: every weight's Adam update in one fused kernel"),
+    PrivateName("keras.src.backend.tensorflow.optimizer", "TFOptimizer._apply_weight_decay",
+                KERAS, "overridden: AdamW's decay with the learning rate evaluated once a step"),
+    PrivateName("keras.src.optimizers.base_optimizer", "BaseOptimizer._get_variable_index",
+                KERAS, "a weight's slot variables, for the fused update"),
+    PrivateName("keras.src.optimizers.base_optimizer", "BaseOptimizer._use_weight_decay",
+                KERAS, "which weights AdamW decays (Keras' exclusions kept)"),
 ]
 
 

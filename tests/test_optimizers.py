@@ -1,0 +1,115 @@
+"""The recipe's fused Adam and AdamW (TensorFlow): the same updates as Keras' own, in a
+smaller traced step, saved and loaded like Keras'."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import optimizers
+from benchmarks.recipe import WarmupCosine
+
+SHAPE = (8, 8, 3)
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, *SHAPE)).astype("float32"), rng.integers(0, 3, n)
+
+
+def _trained(optimizer, epochs=3):
+    model = _model()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    x, y = _data()
+    model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
+    return model
+
+
+def _schedule():
+    return WarmupCosine(0.05, warmup_steps=3, total_steps=12)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_the_fused_optimizer_trains_exactly_as_keras_does(weight_decay):
+    fused = optimizers.adam(_schedule(), weight_decay)
+    assert type(fused).__name__ == ("FusedAdamW" if weight_decay else "FusedAdam")
+    plain = (keras.optimizers.AdamW(_schedule(), weight_decay=weight_decay) if weight_decay
+             else keras.optimizers.Adam(_schedule()))
+    ours, theirs = _trained(fused), _trained(plain)
+    assert int(fused.iterations) == int(plain.iterations) == 12
+    moved = False
+    for a, b, start in zip(ours.get_weights(), theirs.get_weights(), _model().get_weights(),
+                           strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)  # float rounding only
+        moved = moved or not np.allclose(a, start)
+    assert moved, "the training changed the weights"
+    for a, b in zip(fused.variables, plain.variables, strict=True):  # the moments too
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_weight_decay_shrinks_the_weights_as_keras_decoupled_decay_does():
+    """With zero gradients Adam's step is zero, so only the decay moves a weight: by
+    learning rate times decay of itself, each step."""
+    variable = keras.Variable(np.full((3,), 2.0, "float32"))
+    optimizer = optimizers.adam(0.1, weight_decay=0.5)
+    apply = tf.function(lambda: optimizer.apply([tf.zeros(3)], [variable]))
+    apply()
+    apply()
+    np.testing.assert_allclose(np.asarray(variable), 2.0 * (1 - 0.1 * 0.5) ** 2, rtol=1e-6)
+
+
+def test_the_fused_step_traces_far_fewer_operations():
+    """What compilation time is made of: the operations traced into the training step."""
+
+    def traced_operations(optimizer):
+        variables = _model().trainable_variables
+        optimizer.build(variables)
+        grads = [tf.ones(v.shape) for v in variables]
+        step = tf.function(lambda: optimizer.apply(grads, variables))
+        return len(step.get_concrete_function().graph.get_operations())
+
+    ours = traced_operations(optimizers.adam(_schedule(), 0.05))
+    theirs = traced_operations(keras.optimizers.AdamW(_schedule(), weight_decay=0.05))
+    assert ours < theirs / 3, (ours, theirs)
+
+
+def test_a_saved_model_loads_with_its_fused_optimizer_and_state(tmp_path):
+    """As the README says: in a fresh process, ``import benchmarks.recipe`` first."""
+    model = _trained(optimizers.adam(_schedule(), 0.05), epochs=1)
+    model.save(tmp_path / "m.keras")
+    code = ("import sys, keras, numpy as np; import benchmarks.recipe; "
+            "m = keras.saving.load_model(sys.argv[1]); o = m.optimizer; "
+            "print(type(o).__name__, int(o.iterations), float(o.weight_decay)); "
+            "m.fit(np.zeros((16, 8, 8, 3), 'float32'), np.zeros(16), batch_size=16, verbose=0); "
+            "print(int(o.iterations))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")],
+                          capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.split() == ["FusedAdamW", "4", "0.05", "5"], done.stderr[-2000:]
+
+
+def test_under_a_distribution_strategy_keras_own_update_runs_and_agrees():
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        ours = _trained(optimizers.adam(_schedule(), 0.05))
+    theirs = _trained(keras.optimizers.AdamW(_schedule(), weight_decay=0.05))
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+def test_other_backends_get_keras_own_optimizers(monkeypatch):
+    monkeypatch.setattr(optimizers.backends, "current", lambda: "jax")
+    assert type(optimizers.adam(1e-3, 0.01)) is keras.optimizers.AdamW
+    assert type(optimizers.adam(1e-3)) is keras.optimizers.Adam
