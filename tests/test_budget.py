@@ -57,7 +57,7 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
     by_epochs = make_budget("quick", budget_by="epochs")
     assert (by_epochs.train_size, by_epochs.final_train_size) == (3000, 12000)
     assert make_budget("quick", budget_by="epochs", train_size=4000).train_size == 4000
-    assert make_budget("standard").hash == "f9464abff80a"
+    assert make_budget("standard").hash == "66debc57a080"
 
 
 def test_a_change_the_budget_would_not_use_is_refused_and_a_used_one_is_not():
