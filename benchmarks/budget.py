@@ -214,9 +214,10 @@ PRESETS: dict[str, Budget] = {
     ),
     # Minutes for the whole registry on a 2-core laptop CPU: the default. Equal training
     # time, like standard, whose ranking it then predicts (Kendall's tau 0.56 measured
-    # against standard's, and the same winner; 0.33 for the equal-epoch plan). Two 10-second trials on 5,000
-    # images (batch 64: enough steps for batch-norm statistics to settle), then 40 seconds
-    # on the whole split: under a time budget more images cost nothing and overfit less.
+    # against standard's, and the same winner; 0.33 for the equal-epoch plan). Two
+    # 10-second trials on 5,000 images (batch 64: enough steps for batch-norm statistics
+    # to settle), then 40 seconds on the whole split: under a time budget more images cost
+    # nothing and overfit less.
     # With --budget-by epochs: two one-epoch trials on 3,000, then 2 epochs on 12,000
     # (EPOCH_PLANS). The caps keep the registry's defaults (VGG's 18.3 M multiply-
     # accumulates the largest) and configurations of their size.

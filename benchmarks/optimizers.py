@@ -25,12 +25,9 @@ from benchmarks import backends
 def adam(learning_rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
     """AdamW at ``weight_decay`` (Adam at 0), with Keras' defaults otherwise; fused under
     TensorFlow."""
-    if backends.current() == backends.TENSORFLOW:
-        fused, adamw = _fused_classes()
-        return adamw(learning_rate, weight_decay=weight_decay) if weight_decay else fused(learning_rate)
-    if weight_decay:
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate)
+    plain, decayed = (_fused_classes() if backends.current() == backends.TENSORFLOW
+                      else (keras.optimizers.Adam, keras.optimizers.AdamW))
+    return decayed(learning_rate, weight_decay=weight_decay) if weight_decay else plain(learning_rate)
 
 
 def _value(variable):
