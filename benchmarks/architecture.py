@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import time
@@ -19,7 +20,7 @@ from benchmarks.callbacks import harness_callbacks, live_progress
 from benchmarks.data import Splits
 from benchmarks.datasets import dataset_label
 from benchmarks.manifest import git_state
-from benchmarks.measure import Measurements, PeakMemory, sizes
+from benchmarks.measure import Measurements, PeakMemory, TrainingSpeed, sizes
 from benchmarks.options import RunOptions
 from benchmarks.recipe import SuiteHyperModel, space_size
 from benchmarks.tracking import Tracker
@@ -195,10 +196,12 @@ class ArchitectureBenchmark:
         self, model: keras.Model, hp: kt.HyperParameters, seed: int, run, with_measurements: bool
     ) -> tuple[float, float, list[dict[str, Any]], Measurements | None, keras.callbacks.History]:
         """One final training, its test predictions and, if asked, the measurements of the
-        trained model, and the training's history."""
+        trained model (its training speed timed in this training), and the training's
+        history."""
         splits = self.splits
         wandb = self.tracker.training_callbacks(run, splits.x_final, splits.y_final, gradients=True)
         memory = PeakMemory() if with_measurements else contextlib.nullcontext()
+        speed = [TrainingSpeed(self.budget.batch_size)] if with_measurements else []
         streaming.prepare(splits.x_final, splits.y_final)  # before, not in, the memory block
         with timing.phase(timing.TRAINING), memory:
             history = self.hypermodel.fit(
@@ -206,7 +209,7 @@ class ArchitectureBenchmark:
                 validation_data=(splits.x_val, splits.y_val), final=True,
                 callbacks=harness_callbacks(
                     wandb=wandb, progress=live_progress(f"[{self.name}] final, seed {seed}",
-                                                        self.budget.batch_size)),
+                                                        self.budget.batch_size)) + speed,
             )
         with timing.phase(timing.EVALUATION):
             probabilities = streaming.predict(model, splits.x_test, PREDICT_BATCH)
@@ -215,9 +218,10 @@ class ArchitectureBenchmark:
         self.tracker.log_test_predictions(run, splits.x_test, splits.y_test, probabilities,
                                           splits.class_names)
         measurements = None
-        if with_measurements:  # its speeds are timed later, from the saved model
+        if with_measurements:  # its inference speeds are timed later, from the saved model
             with timing.phase(timing.MEASUREMENT):
-                measurements = sizes(model, memory.megabytes)
+                measurements = dataclasses.replace(sizes(model, memory.megabytes),
+                                                   **speed[0].speeds(len(splits.y_final)))
                 save_model(model, rundir.model_path(self.run_dir, self.name))
         return accuracy, loss, rows, measurements, history
 

@@ -2,12 +2,14 @@
 
 Timing rules (for every architecture alike): warm-up work is never timed, the clock is
 read only after the result is on the host, and the median of several repeats is reported.
+Training speed is that of the first final training itself (``TrainingSpeed``): every step
+after its first, not a separate window; inference speeds are timed after the last
+training, interleaved across architectures (``Meter``, ``benchmarks.speeds``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +19,7 @@ import numpy as np
 
 from benchmarks import backends
 
-TRAIN_WINDOW_SECONDS = 3.0  # training throughput: one timed window at least this long
+TRAIN_WINDOW_SECONDS = 3.0  # training_throughput (perf): one timed window at least this long
 TRAIN_WINDOW_MIN_BATCHES = 8  # ... and of at least this many batches (as the data allows)
 TRAIN_WARMUP_BATCHES = 3  # untimed batches that trace the training step first
 LATENCY_CALLS = 50  # batch-1 calls, each timed with its result on the host
@@ -26,9 +28,7 @@ THROUGHPUT_CALLS = 10  # batch-256 calls, likewise
 WARMUP_CALLS = 3
 # What every measurement was taken under: written to the manifest and the leaderboard.
 SETTINGS = {
-    "train_window_seconds": TRAIN_WINDOW_SECONDS,
-    "train_window_min_batches": TRAIN_WINDOW_MIN_BATCHES,
-    "train_warmup_batches": TRAIN_WARMUP_BATCHES,
+    "train_speed": "each step of the first final training after its first",  # TrainingSpeed
     "latency_batch": 1,
     "latency_calls": LATENCY_CALLS,
     "throughput_batch": THROUGHPUT_BATCH,
@@ -173,14 +173,15 @@ class Meter:
     rounds can be interleaved (A, B, C, A, B, C, ...) and a machine's drift falls on all.
 
     Set-up warms everything up untimed: ``WARMUP_CALLS`` forward calls at batch 1 and
-    256 (compiled with XLA when the training is: ``jit_compile``) and
+    256 (compiled with XLA when the training is: ``jit_compile``) and, given labels ``y``,
     ``TRAIN_WARMUP_BATCHES`` training batches, whose pace sizes the training window to at
     least ``TRAIN_WINDOW_SECONDS`` (and ``TRAIN_WINDOW_MIN_BATCHES``) over all rounds, as
-    far as ``x`` holds whole batches. Training trains the model further.
+    far as ``x`` holds whole batches. Training trains the model further. Without labels
+    (a model whose training speed ``TrainingSpeed`` took) only inference is timed.
     """
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int,
-                 jit_compile: bool | None = None) -> None:
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray | None = None,
+                 batch_size: int = 0, jit_compile: bool | None = None) -> None:
         if jit_compile is None:
             jit_compile = getattr(model, "jit_compile", False) is True
         self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
@@ -189,6 +190,13 @@ class Meter:
         for _ in range(WARMUP_CALLS):
             self.forward(self.single)
             self.forward(self.big)
+        self.latency: list[float] = []  # seconds per batch-1 call
+        self.batch_calls: list[float] = []  # seconds per batch-256 call
+        self.rates: list[float] = []  # images/s of each timed training batch
+        self.images, self.seconds = 0, 0.0  # of the training windows
+        self.train = y is not None
+        if not self.train:
+            return
         self.whole = max(1, len(x) // batch_size)
         warmup = min(self.whole, TRAIN_WARMUP_BATCHES) * batch_size
         clock = _BatchClock()
@@ -197,10 +205,6 @@ class Meter:
         pace = np.diff(clock.ends)
         per_batch = float(np.median(pace)) if len(pace) else 1e-3
         self.window_batches = max(TRAIN_WINDOW_MIN_BATCHES, 1 + TRAIN_WINDOW_SECONDS / per_batch)
-        self.latency: list[float] = []  # seconds per batch-1 call
-        self.batch_calls: list[float] = []  # seconds per batch-256 call
-        self.rates: list[float] = []  # images/s of each timed training batch
-        self.images, self.seconds = 0, 0.0  # of the training windows
 
     def round(self, share: float = 1.0) -> None:
         """``share`` of every measurement: of the latency and throughput calls, and of the
@@ -209,6 +213,8 @@ class Meter:
                                            max(1, round(LATENCY_CALLS * share)), warmup=0))
         self.batch_calls += list(_call_seconds(self.forward, self.big,
                                                max(1, round(THROUGHPUT_CALLS * share)), warmup=0))
+        if not self.train:
+            return
         batches = min(self.whole, max(2, math.ceil(self.window_batches * share)))
         n = batches * self.batch_size if self.whole >= 2 else len(self.x)
         clock = _BatchClock()
@@ -219,18 +225,63 @@ class Meter:
             self.images += (len(clock.ends) - 1) * self.batch_size
             self.seconds += clock.ends[-1] - clock.ends[0]
 
-    def speeds(self, epoch_images: int) -> dict[str, float]:
-        """The speed fields of ``Measurements`` from every round so far."""
-        train = self.images / self.seconds if self.seconds else math.nan
+    def speeds(self, epoch_images: int = 0) -> dict[str, float]:
+        """The speed fields of ``Measurements`` from every round so far; the training
+        fields (``epoch_images``: an epoch's images) only if it trained."""
         latency_ms = np.asarray(self.latency) * 1000.0
-        return {
-            "train_images_per_second": train,
-            "epoch_seconds": epoch_images / train,
+        inference = {
             "inference_latency_ms": float(np.median(latency_ms)),
             "inference_images_per_second": THROUGHPUT_BATCH / float(np.median(self.batch_calls)),
             "inference_latency_iqr_ms": _iqr(latency_ms),
-            "train_images_per_second_iqr": _iqr(np.asarray(self.rates)) if self.rates else math.nan,
         }
+        if not self.train:
+            return inference
+        return {**training_speeds(self.images, self.seconds, self.rates, epoch_images),
+                **inference}
+
+
+def training_speeds(images: int, seconds: float, rates: list[float],
+                    epoch_images: int) -> dict[str, float]:
+    """The training fields of ``Measurements``: ``images`` trained in ``seconds`` of timed
+    steps, ``rates`` the images/s of each step (NaN where nothing was timed)."""
+    train = images / seconds if seconds else math.nan
+    return {
+        "train_images_per_second": train,
+        "epoch_seconds": epoch_images / train,
+        "train_images_per_second_iqr": _iqr(np.asarray(rates)) if rates else math.nan,
+    }
+
+
+class TrainingSpeed(keras.callbacks.Callback):
+    """The training speed of the training it is a callback of: each step after the
+    training's first (which traces and compiles it) is timed from its start to its results
+    on the host, so validation passes and the time between steps are left out. Its batch
+    hooks make Keras wait for each step's results (as a time budget's clock does).
+    ``speeds`` gives the training fields of ``Measurements``."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.steps: list[float] = []  # seconds of each timed step
+        self._first, self._start = True, None
+
+    def on_train_begin(self, logs=None) -> None:
+        self._first = True
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        self._start = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self._start is not None and not self._first:
+            self.steps.append(self.clock() - self._start)
+        self._first, self._start = False, None
+
+    def speeds(self, epoch_images: int) -> dict[str, float]:
+        seconds = float(np.sum(self.steps)) if self.steps else 0.0
+        rates = [self.batch_size / s for s in self.steps if s > 0]
+        return training_speeds(len(self.steps) * self.batch_size, seconds, rates, epoch_images)
 
 
 def training_throughput(
@@ -298,21 +349,3 @@ def sizes(model: keras.Model, peak_train_memory_mb: float = math.nan) -> Measure
         inference_latency_iqr_ms=nan, train_images_per_second_iqr=nan,
         peak_train_memory_mb=peak_train_memory_mb)
 
-
-def measure(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch_images: int,
-    jit_compile: bool | None = None, peak_train_memory_mb: float = math.nan,
-) -> Measurements:
-    """Every measurement of one trained, compiled model, in one round (``Meter``).
-
-    Args:
-        model: the compiled model (its weights are changed by the training timing).
-        x, y: training images and labels to time on.
-        batch_size: the budget's batch size.
-        epoch_images: images in one epoch of the final training, for ``epoch_seconds``.
-        jit_compile: the forward pass compiled with XLA; default: as the model's training is.
-        peak_train_memory_mb: the training's peak memory (``PeakMemory``), recorded as is.
-    """
-    meter = Meter(model, x, y, batch_size, jit_compile)
-    meter.round()
-    return dataclasses.replace(sizes(model, peak_train_memory_mb), **meter.speeds(epoch_images))

@@ -69,7 +69,7 @@ RESULT_COLUMNS = [
     "inference_latency_ms",
     "inference_images_per_second",
     "inference_latency_iqr_ms",  # interquartile range of the batch-1 calls
-    "train_images_per_second_iqr",  # of the timed window's batches
+    "train_images_per_second_iqr",  # of the first final training's timed steps
     "peak_train_memory_mb",  # the final training's peak memory above its start
     "trials_completed",
     "trials_failed",

@@ -106,8 +106,7 @@ def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> i
         try:
             ran = benchmark_all(options, splits, tracker, times, place, digest)
             interrupt.check()
-            ran += len(measure_saved(options.run_dir, splits.x_final, splits.y_final,
-                                     budget.batch_size, len(splits.y_final)))
+            ran += len(measure_saved(options.run_dir, splits.x_final))
             manifest["wall_seconds"] = round(
                 (manifest.get("wall_seconds") or 0) + time.perf_counter() - started, 1)
             code = _finish(options, dataset, manifest, tracker, times, ran, write_leaderboard)

@@ -1,9 +1,11 @@
-"""The measurement phase: every saved final model timed after the last training, in
-interleaved rounds (A, B, C, A, B, C, ...) so that a machine's drift falls on all alike.
+"""The measurement phase: the inference speeds of every saved final model, timed after the
+last training in interleaved rounds (A, B, C, A, B, C, ...) so that a machine's drift
+falls on all alike.
 
 An architecture's results row is written when its training ends, with its sizes and its
-speeds empty; this phase fills the speeds of every row that lacks them and has a saved
-model, so a run killed during it measures again on the next invocation.
+training speed (``measure.TrainingSpeed``) and its inference speeds empty; this phase
+fills those of every row that lacks them and has a saved model, so a run killed during it
+measures again on the next invocation.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ def unmeasured(run_dir: Path) -> list[dict[str, str]]:
             and rundir.model_path(run_dir, row["architecture"]).is_file()]
 
 
-def measure_saved(run_dir: Path, x: np.ndarray, y: np.ndarray, batch_size: int,
-                  epoch_images: int, rounds: int = ROUNDS,
+def measure_saved(run_dir: Path, x: np.ndarray, rounds: int = ROUNDS,
                   notice: Callable[[str], None] = print) -> list[str]:
-    """Time every saved model that lacks its speeds, interleaved, and write them into its
-    row. Returns the architectures measured."""
+    """Time the inference of every saved model that lacks its speeds, interleaved, and
+    write them into its row. Returns the architectures measured."""
     rows = unmeasured(run_dir)
     if not rows:
         return []
@@ -42,13 +43,13 @@ def measure_saved(run_dir: Path, x: np.ndarray, y: np.ndarray, batch_size: int,
            f"rounds: {', '.join(names)}")
     with timing.phase(timing.MEASUREMENT):
         keras.backend.clear_session()  # the trainings' models are gone
-        meters = [Meter(keras.saving.load_model(rundir.model_path(run_dir, name)), x, y,
-                        batch_size) for name in names]
+        meters = [Meter(keras.saving.load_model(rundir.model_path(run_dir, name)), x)
+                  for name in names]
         for _ in range(rounds):
             for meter in meters:
                 meter.round(1 / rounds)
         for row, meter in zip(rows, meters, strict=True):
-            speeds = meter.speeds(epoch_images)
+            speeds = meter.speeds()
             rundir.write_result(run_dir, {**row, **{k: v for k, v in speeds.items()
                                                     if not math.isnan(v)}})
     return names

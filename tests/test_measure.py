@@ -1,5 +1,5 @@
-"""Measurements as defined: latency per synchronised call, one training window, spreads,
-and the verdict's "within noise"."""
+"""Measurements as defined: latency per synchronised call, one training window, the final
+training's own steps, spreads, and the verdict's "within noise"."""
 
 import math
 import time
@@ -54,6 +54,52 @@ def test_training_throughput_is_one_window_of_whole_batches(monkeypatch):
     speed, spread = measure.training_throughput(model, x, y, batch_size=32)
     assert fits == [measure.TRAIN_WARMUP_BATCHES * 32, measure.TRAIN_WINDOW_MIN_BATCHES * 32]
     assert speed > 0 and spread >= 0
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_training_speed_times_steps_after_the_first_and_leaves_validation_out(monkeypatch):
+    speed = measure.TrainingSpeed(batch_size=64)
+    clock = FakeClock()
+    monkeypatch.setattr(speed, "clock", clock)
+
+    def step(seconds):
+        speed.on_train_batch_begin(0)
+        clock.now += seconds
+        speed.on_train_batch_end(0)
+
+    speed.on_train_begin()
+    step(30.0)  # the first step: tracing and compiling
+    for seconds in (0.5, 0.5, 1.0):
+        step(seconds)
+    clock.now += 100.0  # a validation pass and the epoch's end
+    step(0.5)
+    speeds = speed.speeds(epoch_images=1280)
+    assert speed.steps == [0.5, 0.5, 1.0, 0.5]
+    assert speeds["train_images_per_second"] == pytest.approx(4 * 64 / 2.5)
+    assert speeds["epoch_seconds"] == pytest.approx(1280 / (4 * 64 / 2.5))
+    assert speeds["train_images_per_second_iqr"] == pytest.approx(128 - 112)  # of 64, 128 x 3
+    assert math.isnan(measure.TrainingSpeed(64).speeds(1280)["train_images_per_second"])
+
+
+def test_training_speed_counts_every_step_of_a_real_training_but_the_first():
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.zeros((320, 8, 8, 1), "float32"), np.zeros(320, "int64")
+    speed = measure.TrainingSpeed(batch_size=32)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=(x[:64], y[:64]),
+              callbacks=[speed])
+    assert len(speed.steps) == 2 * 10 - 1
+    assert speed.speeds(320)["train_images_per_second"] > 0
 
 
 def test_within_noise_names_every_value_whose_range_overlaps_the_best():
