@@ -213,18 +213,18 @@ PRESETS: dict[str, Budget] = {
         final_train_size=512, final_epochs=1,
     ),
     # Minutes for the whole registry on a 2-core laptop CPU: the default. Equal training
-    # time, like standard, whose ranking it then predicts (Kendall's tau 0.56 measured
-    # against standard's, and the same winner; 0.33 for the equal-epoch plan). Two
-    # 10-second trials on 5,000 images (batch 64: enough steps for batch-norm statistics
-    # to settle), then 40 seconds on the whole split: under a time budget more images cost
-    # nothing and overfit less.
-    # With --budget-by epochs: two one-epoch trials on 3,000, then 2 epochs on 12,000
+    # time, like standard. Each architecture at its defaults: one 5-second trial (the
+    # defaults, every search's first) on 5,000 images, then 40 seconds on the whole split
+    # (under a time budget more images cost nothing and overfit less). A second trial, a
+    # random draw scored after seconds on a few thousand images, cost a compilation and a
+    # validation per architecture and mostly picked noise.
+    # With --budget-by epochs: two one-epoch trials on 3,000 images, then 2 epochs on 12,000
     # (EPOCH_PLANS). The caps keep the registry's defaults (VGG's 18.3 M multiply-
     # accumulates the largest) and configurations of their size.
     "quick": Budget(
-        name="quick", trials=2, epochs=1, batch_size=64, train_size=5000, val_size=2000,
+        name="quick", trials=1, epochs=1, batch_size=64, train_size=5000, val_size=2000,
         final_train_size=0, final_epochs=2, max_params=2_000_000, max_macs=20_000_000,
-        budget_by="time", trial_seconds=10, final_seconds=40,
+        budget_by="time", trial_seconds=5, final_seconds=40,
     ),
     # About an hour for the whole registry on a 2-core CPU, and no more on a faster
     # machine: equal training time, so that no sampled configuration stretches the run
@@ -247,15 +247,16 @@ PRESETS: dict[str, Budget] = {
 
 # What a preset of time changes when run by epochs (--budget-by epochs): under a time
 # budget more images cost nothing but overfit less; by epochs each one costs its training,
-# so the epoch plan keeps the sizes it was measured with (its hash pinned in the tests).
+# so the epoch plan keeps the sizes and trials it was measured with (its hash pinned in
+# the tests).
 EPOCH_PLANS: dict[str, dict[str, Any]] = {
-    "quick": {"train_size": 3000, "final_train_size": 12000},
+    "quick": {"trials": 2, "train_size": 3000, "final_train_size": 12000},
 }
 
 
 def make_budget(preset: str = "quick", **overrides: Any) -> Budget:
     """A preset with some fields replaced (run by epochs, a preset of time first takes its
-    ``EPOCH_PLANS`` sizes); ``None`` values are ignored.
+    ``EPOCH_PLANS`` sizes and trials); ``None`` values are ignored.
 
     Raises:
         BudgetError: unknown preset, unknown field or invalid value.

@@ -51,7 +51,8 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
     assert make_budget("quick").budget_by == make_budget("standard").budget_by == "time"
     assert make_budget("quick", budget_by="epochs").hash == "2b6e7a129b59"
     assert make_budget("standard", budget_by="epochs").hash == "f0e29267165d"
-    assert make_budget("quick").hash == "f81e513c7b73"
+    assert make_budget("quick").hash == "0c4dcd28f7dc"
+    assert (make_budget("quick").trials, make_budget("quick", budget_by="epochs").trials) == (1, 2)
     # by time, more images cost no time: quick trains on all; its epoch plan keeps its sizes
     assert (make_budget("quick").train_size, make_budget("quick").final_train_size) == (5000, 0)
     by_epochs = make_budget("quick", budget_by="epochs")

@@ -38,7 +38,7 @@ def run_cli(capsys, *argv):
          "data file /nonexistent/a.npz does not exist"),
         (["--test-fraction", "1.5"], "--test-fraction must be between 0 and 1"),
         (["--epochs", "3"], "--epochs would change nothing: budget quick is a budget of time "
-         "(10 s per trial, 40 s per final training); add --budget-by epochs to train by epochs"),
+         "(5 s per trial, 40 s per final training); add --budget-by epochs to train by epochs"),
         (["--budget", "smoke", "--final-seconds", "9"], "--final-seconds would change nothing: "
          "budget smoke is a budget of epochs (1 epoch(s) per trial, 1 per final training); add "
          "--budget-by time to train by time"),
