@@ -34,9 +34,15 @@ def expected_best_curves(trials: pd.DataFrame) -> dict[str, Curve]:
 
 def enough_section(curves: dict[str, Curve], order: list[str]) -> list[str]:
     """The leaderboard's "Was the budget enough?" section as markdown lines (none without
-    trial scores)."""
+    trial scores; a sentence, no table, when every search ran a single trial)."""
     if not curves:
         return []
+    if all(len(curves[arch][0]) == 1 for arch in curves):
+        return ["## Was the budget enough?", "",
+                "Every search ran one trial, so there is no curve to read: each architecture "
+                "was trained at its defaults. Give the searches "
+                "trials (`--trials N`, or budget `standard`) to see whether more would have "
+                "found better configurations.", ""]
     return ["## Was the budget enough?", "",
             "The expected best validation score of a search with 1 to N trials, estimated "
             "from each architecture's N trial scores (Dodge et al. 2019, \"Show your work\"), "

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.enough import enough_table, expected_best_curves, reorder_warning
+from reports.enough import enough_section, enough_table, expected_best_curves, reorder_warning
 from reports.stats import expected_best
 
 
@@ -107,3 +107,11 @@ def test_the_leaderboard_shows_the_curves_the_warning_and_the_plot(tmp_path):
     write_leaderboard(run)
     assert (run / "expected_best.png").stat().st_size > 10_000
     assert "expected_best.png" in (run / "leaderboard.md").read_text()
+
+
+def test_one_trial_each_says_so_instead_of_a_table_of_flat_curves():
+    one = {"a": (np.array([0.8]), np.array([0.0])), "b": (np.array([0.7]), np.array([0.0]))}
+    section = "\n".join(enough_section(one, ["a", "b"]))
+    assert "Every search ran one trial" in section and "|" not in section
+    two = {**one, "b": (np.array([0.7, 0.75]), np.array([0.0, 0.01]))}
+    assert "| b " in "\n".join(enough_section(two, ["a", "b"]))
