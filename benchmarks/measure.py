@@ -194,8 +194,7 @@ class Meter:
         self.batch_calls: list[float] = []  # seconds per batch-256 call
         self.rates: list[float] = []  # images/s of each timed training batch
         self.images, self.seconds = 0, 0.0  # of the training windows
-        self.train = y is not None
-        if not self.train:
+        if y is None:  # inference only
             return
         self.whole = max(1, len(x) // batch_size)
         warmup = min(self.whole, TRAIN_WARMUP_BATCHES) * batch_size
@@ -213,7 +212,7 @@ class Meter:
                                            max(1, round(LATENCY_CALLS * share)), warmup=0))
         self.batch_calls += list(_call_seconds(self.forward, self.big,
                                                max(1, round(THROUGHPUT_CALLS * share)), warmup=0))
-        if not self.train:
+        if self.y is None:
             return
         batches = min(self.whole, max(2, math.ceil(self.window_batches * share)))
         n = batches * self.batch_size if self.whole >= 2 else len(self.x)
@@ -234,7 +233,7 @@ class Meter:
             "inference_images_per_second": THROUGHPUT_BATCH / float(np.median(self.batch_calls)),
             "inference_latency_iqr_ms": _iqr(latency_ms),
         }
-        if not self.train:
+        if self.y is None:
             return inference
         return {**training_speeds(self.images, self.seconds, self.rates, epoch_images),
                 **inference}
