@@ -80,7 +80,7 @@ def parity_table(data: Any) -> str:
             f"{scores.median():.4f}" if len(scores) else "-", md_escape(", ".join(flags)) or "ok",
         ])
     headers = ["architecture", "trials completed", "trials failed", "epochs trained",
-               "steps trained", "training s", "configurations in its space", "best trial score", "median trial score", "flags"]
+               "steps trained", "trial wall s", "configurations in its space", "best trial score", "median trial score", "flags"]
     return markdown_table(rows, headers)
 
 

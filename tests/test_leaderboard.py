@@ -286,6 +286,7 @@ def test_budget_parity_flags_failures_and_early_stopping(tmp_path):
     text = render(load_run(run))
     assert "unless flagged: equal epochs (2 per trial, " in text
     rows = {r[0]: r for r in table_rows(text, "## Budget parity")}
+    assert re.search(r"\| trial wall s +\|", text), "the trials' wall time, not the seconds a time budget counts"
     assert rows["big\\_net"][1:9] == ["2", "0", "3", "60", "15.0", "72", "0.8900", "0.7950"]
     assert rows["mid\\_net"][6] == "-", "a continuous space has no count"
     assert rows["big\\_net"][9] == "early-stopped"
