@@ -43,7 +43,19 @@ def lint(session: nox.Session) -> None:
 def perf(session: nox.Session) -> None:
     """What the suite costs on top of training: suite vs plain Keras, workers vs one
     process, input pipeline vs pre-batched tensors, accelerator options; each repeated
-    (`-- --repeats N`). `-- ARGS` go to benchmarks.perf; its JSON makes the README's table
-    (python -m reports.perf_table runs/perf/perf.json --readme README.md)."""
+    (`-- --repeats N`). `-- ARGS` go to benchmarks.cli.perf; its JSON makes the
+    results page's table (python -m reports.perf_table runs/perf/perf.json --page
+    docs/results/performance.md)."""
     session.install("-e", ".")
-    session.run("python", "-m", "benchmarks.perf", *session.posargs)
+    session.run("python", "-m", "benchmarks.cli.perf", *session.posargs)
+
+
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, Material theme) into site/, failing on any
+    warning (a broken link, a missing page); `-- serve` previews it instead."""
+    session.install("-r", "docs/requirements.txt")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)

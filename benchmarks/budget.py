@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.backends import JAX, BackendError, check_name
+from benchmarks.runtime.backends import JAX, BackendError, check_name
 
 TUNERS = ("random", "bayesian", "hyperband")
 STRATEGIES = ("none", "mirrored")  # tf.distribute strategy of one trial
@@ -97,7 +97,7 @@ class Budget:
     distribute: str = "none"
     mixed_precision: str = "auto"
     xla: str = "auto"
-    # Keras' backend (benchmarks.backends): which architecture is fastest depends on it.
+    # Keras' backend (benchmarks.runtime.backends): which architecture is fastest depends on it.
     backend: str = "tensorflow"
 
     def __post_init__(self) -> None:

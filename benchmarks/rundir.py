@@ -82,7 +82,7 @@ RESULT_COLUMNS = [
     "machine",  # hash of the hardware, versions, threads and accelerator settings in effect
 ]
 
-# The measurements of results.csv (benchmarks.measure.Measurements), also in final W&B runs.
+# The measurements of results.csv (benchmarks.training.measure.Measurements), also in final W&B runs.
 MEASUREMENT_COLUMNS = [
     "trainable_params", "total_params", "weight_bytes", "macs_per_image", "train_images_per_second",
     "epoch_seconds", "inference_latency_ms", "inference_images_per_second",

@@ -1,4 +1,4 @@
-"""The per-backend pieces of ``benchmarks.backends``, run in a process of its own.
+"""The per-backend pieces of ``benchmarks.runtime.backends``, run in a process of its own.
 
 Keras picks its backend once, when it is imported, so ``test_backends`` runs this module
 once per backend::
@@ -29,8 +29,8 @@ def probe_architecture(name: str) -> dict:
     import keras
     import keras_tuner as kt
 
-    from benchmarks import backends
-    from benchmarks.recipe import LOSS
+    from benchmarks.runtime import backends
+    from benchmarks.training.recipe import LOSS
     from models.registry import get_architecture
 
     rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def probe_architecture(name: str) -> dict:
 def probe_data_parallel(backend: str) -> dict:
     import keras
 
-    from benchmarks import backends
+    from benchmarks.runtime import backends
 
     found: dict = {}
     try:
@@ -98,7 +98,7 @@ def probe_data_parallel(backend: str) -> dict:
 
 def out_of_memory_errors(backend: str) -> list[bool]:
     """Whether the backend's out-of-memory error, and a plain error, count as out of memory."""
-    from benchmarks import backends
+    from benchmarks.runtime import backends
 
     if backend == backends.JAX:
         import jax
@@ -115,7 +115,7 @@ def waits_for_steps(backend: str) -> bool | None:
     """On JAX: a weight whose new value is still being computed (a long chain of matrix
     products dispatched asynchronously) is ready once ``wait_for_steps`` returns. None on
     TensorFlow, whose CPU steps run synchronously."""
-    from benchmarks import backends
+    from benchmarks.runtime import backends
 
     if backend != backends.JAX:
         return None
@@ -141,7 +141,7 @@ def waits_for_steps(backend: str) -> bool | None:
 
 
 def main(backend: str, names: list[str]) -> dict:
-    from benchmarks import backends
+    from benchmarks.runtime import backends
 
     backends.start(backend, threads=1)
     import keras

@@ -51,8 +51,8 @@ def fashion_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fashion(fashion_dir):
-    from benchmarks.data import DataRequest
-    from benchmarks.datasets import load_dataset
+    from benchmarks.data.dataset import DataRequest
+    from benchmarks.data.sources import load_dataset
 
     return load_dataset(DataRequest("fashion_mnist", fashion_dir))
 

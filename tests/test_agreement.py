@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from benchmarks import rundir
-from benchmarks.cli import EXIT_BAD_INPUT, main
+from benchmarks.cli.main import EXIT_BAD_INPUT, main
 from reports.agreement import flipped_pairs, write_leaderboard_against
 from reports.leaderboard import ReportError
 from reports.stats import all_orders, permuted_statistics, rank_agreement

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from benchmarks.budget import make_budget
-from benchmarks.check import sample_hyperparameters
-from benchmarks.measure import multiply_accumulates
-from benchmarks.recipe import SuiteHyperModel
+from benchmarks.cli.check import sample_hyperparameters
+from benchmarks.training.measure import multiply_accumulates
+from benchmarks.training.recipe import SuiteHyperModel
 from models.registry import get_architecture, list_architectures
 from tests.conftest import synthetic_images
 
@@ -72,7 +72,7 @@ def test_learns_above_chance_after_a_short_training(name, fashion):
     Guards against what a short budget exposes: e.g. batch-norm moving statistics that
     are still at their initial values make every validation score exactly chance.
     """
-    from benchmarks.data import make_splits
+    from benchmarks.data.dataset import make_splits
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)

@@ -12,10 +12,11 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
-from benchmarks import backends, timing
+from benchmarks import timing
 from benchmarks.budget import BudgetError, make_budget
-from benchmarks.callbacks import CompileTimer
-from benchmarks.cli import main
+from benchmarks.cli.main import main
+from benchmarks.runtime import backends
+from benchmarks.training.callbacks import CompileTimer
 from models.registry import declared_names, get_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_compilation_is_its_own_phase_less_one_step():
 
 
 def test_validation_is_charged_once_the_queued_training_steps_have_run(monkeypatch):
-    from benchmarks.callbacks import ValidationTimer
+    from benchmarks.training.callbacks import ValidationTimer
 
     now = [0.0]
     clock = timing.Phases()
@@ -164,7 +165,7 @@ def test_models_and_check_work_on_jax_with_the_backend_chosen_before_keras_loads
         model = get_architecture(name).build(kt.HyperParameters(), (28, 28, 1), 10)
         assert f"{model.count_params():,}" in models.stdout, name
     # KERAS_BACKEND alone picks it too; the CLI module imports no Keras before choosing
-    code = ("import sys; from benchmarks import cli; assert 'keras' not in sys.modules; "
+    code = ("import sys; from benchmarks.cli import main as cli; assert 'keras' not in sys.modules; "
             "args = cli.build_parser().parse_args(['check', 'mlp']); cli._start_backend(args); "
             "import keras; print(keras.backend.backend(), 'tensorflow' in sys.modules)")
     chosen = run_quiet([sys.executable, "-c", code], env={backends.ENV: "jax"})
@@ -220,7 +221,7 @@ def test_the_leaderboard_header_names_the_backend_its_versions_and_precision():
 
 
 def test_bfloat16_is_refused_on_a_gpu_without_it_and_auto_is_float16_from_volta():
-    from benchmarks.accelerator import precision_policy
+    from benchmarks.training.accelerator import precision_policy
 
     assert precision_policy("bfloat16", []) == "mixed_bfloat16"  # CPU
     assert precision_policy("bfloat16", [(9, 0)]) == "mixed_bfloat16"  # H100/H200

@@ -63,7 +63,7 @@ def test_the_time_presets_run_by_epochs_keep_their_epoch_hashes():
 
 def test_a_change_the_budget_would_not_use_is_refused_and_a_used_one_is_not():
     from benchmarks.budget import BudgetError
-    from benchmarks.options import budget_argv
+    from benchmarks.run.options import budget_argv
 
     with pytest.raises(BudgetError, match="--final-epochs would change nothing"):
         make_budget("standard", final_epochs=5)
@@ -88,8 +88,8 @@ def test_a_time_budget_hashes_what_its_seconds_count(tmp_path):
     import json
 
     from benchmarks import rundir
-    from benchmarks.manifest import check_same_budget
-    from benchmarks.options import RunOptions
+    from benchmarks.run.manifest import check_same_budget
+    from benchmarks.run.options import RunOptions
 
     budget = make_budget("quick", budget_by="time", trial_seconds=10, final_seconds=40)
     fields = {k: v for k, v in budget.to_dict().items() if k != "name"}
@@ -110,8 +110,8 @@ def test_a_budget_hashes_where_its_searches_start(tmp_path):
     whose searches began at random draws, hashed before, must not resume with its remaining
     architectures starting from their defaults. Hyperband's searches did not change."""
     from benchmarks import rundir
-    from benchmarks.manifest import check_same_budget
-    from benchmarks.options import RunOptions
+    from benchmarks.run.manifest import check_same_budget
+    from benchmarks.run.options import RunOptions
 
     budget = make_budget("quick")
     before = "270f18e8774b"  # quick's hash when its searches began at random draws

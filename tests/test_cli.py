@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.cli import EXIT_BAD_INPUT, main
+from benchmarks.cli.main import EXIT_BAD_INPUT, main
 
 
 def run_cli(capsys, *argv):
@@ -55,9 +55,9 @@ def test_bad_run_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
 def test_non_finite_images_are_one_line_and_exit_2_before_anything_is_written(
     capsys, tmp_path, fashion_dir, monkeypatch
 ):
-    from benchmarks import datasets
+    from benchmarks.data import sources
 
-    real = datasets.parse_idx
+    real = sources.parse_idx
 
     def poisoned(raw, path, magic=None):  # float images, the first 64 of the training set inf
         array = real(raw, path, magic)
@@ -66,7 +66,7 @@ def test_non_finite_images_are_one_line_and_exit_2_before_anything_is_written(
             array[:64] = np.inf
         return array
 
-    monkeypatch.setattr(datasets, "parse_idx", poisoned)
+    monkeypatch.setattr(sources, "parse_idx", poisoned)
     code, _, err = run_cli(capsys, "run", "-o", str(tmp_path / "runs"), "--data-dir",
                            str(fashion_dir), "-a", "mlp", "--wandb-mode", "disabled")
     assert code == EXIT_BAD_INPUT
@@ -100,8 +100,8 @@ def test_a_directory_of_something_else_is_not_taken_over(capsys, tmp_path, fashi
 def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
     from benchmarks import rundir
     from benchmarks.budget import make_budget
-    from benchmarks.manifest import prepare_run_dir
-    from benchmarks.options import RunOptions
+    from benchmarks.run.manifest import prepare_run_dir
+    from benchmarks.run.options import RunOptions
 
     def options(overwrite):
         return RunOptions(architectures=["mlp"], budget=make_budget("smoke", trials=3),
@@ -198,9 +198,9 @@ def test_debug_shows_the_traceback_instead_of_one_line(tmp_path):
 
 
 def test_lost_workers_end_the_run_with_one_line_and_exit_3(capsys, tmp_path, monkeypatch):
-    from benchmarks import runner
-    from benchmarks.cli import EXIT_WORKERS_LOST
-    from benchmarks.distributed import WorkersLost
+    from benchmarks.cli.main import EXIT_WORKERS_LOST
+    from benchmarks.run import runner
+    from benchmarks.search.distributed import WorkersLost
 
     def lose(options, write_leaderboard):
         raise WorkersLost("worker0 died 4 times (last exit code 1); see w.log")
@@ -243,7 +243,7 @@ def test_a_name_whose_file_fails_to_import_is_refused_after_the_import(
 
 @pytest.mark.parametrize("command", [[], ["run"], ["models"], ["check"], ["report"]])
 def test_every_help_text_renders(command, capsys):
-    from benchmarks.cli import build_parser
+    from benchmarks.cli.main import build_parser
 
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([*command, "--help"])

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks.data import (
+from benchmarks.data.dataset import (
     DataError,
     DataRequest,
     Dataset,
@@ -14,7 +14,7 @@ from benchmarks.data import (
     make_splits,
     stratified_take,
 )
-from benchmarks.datasets import (
+from benchmarks.data.sources import (
     FASHION_MNIST,
     MNIST,
     find_idx_dir,
@@ -176,9 +176,9 @@ def _float_dataset(x_train: np.ndarray) -> Dataset:
 
 
 def test_non_finite_float_images_are_refused_with_the_count(monkeypatch):
-    from benchmarks import data
+    from benchmarks.data import dataset
 
-    monkeypatch.setattr(data, "FINITE_CHECK_CHUNK", 7000)  # several chunks, one partial
+    monkeypatch.setattr(dataset, "FINITE_CHECK_CHUNK", 7000)  # several chunks, one partial
     x = np.zeros((60000, 28, 28), np.float32)
     x[0, 0, :5] = np.nan
     x[-1] = np.inf  # 784 values in the last, partial chunk

@@ -14,8 +14,10 @@ import pytest
 
 from benchmarks import rundir
 from benchmarks.budget import make_budget
-from benchmarks.cli import build_parser
-from benchmarks.distributed import (
+from benchmarks.cli.main import build_parser
+from benchmarks.run.options import RunOptions
+from benchmarks.run.workers import fail_handed_trials, worker_argv
+from benchmarks.search.distributed import (
     EXIT_RECYCLE,
     ID_VAR,
     IP_VAR,
@@ -27,9 +29,7 @@ from benchmarks.distributed import (
     WorkersLost,
     free_port_range,
 )
-from benchmarks.options import RunOptions
-from benchmarks.tuning import Recycle, TrialQuota
-from benchmarks.workers import fail_handed_trials, worker_argv
+from benchmarks.search.tuning import Recycle, TrialQuota
 
 REPO = Path(__file__).parents[1]
 
@@ -79,7 +79,7 @@ def test_serving_points_keras_tuner_at_one_architecture_and_restores(no_cluster_
 def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path):
     import dataclasses
 
-    from benchmarks.cli import options_from_args
+    from benchmarks.cli.main import options_from_args
 
     budget = make_budget("smoke", trials=3, lr_max=0.05, augment=True, trial_timeout=60)
     (tmp_path / "data").mkdir()

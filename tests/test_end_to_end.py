@@ -68,7 +68,7 @@ def test_every_file_of_the_run_directory_is_written(smoke_run):
     assert f"measuring {len(ARCHS)} saved model(s) in" in first.stdout
     import keras
 
-    import benchmarks.recipe  # noqa: F401 - registers the schedule and loss the models use
+    import benchmarks.training.recipe  # noqa: F401 - registers the schedule and loss the models use
 
     results = {r["architecture"]: r for r in rundir.read_rows(run_dir / rundir.RESULTS)}
     for arch in ARCHS:  # each final model can be taken away and reloaded
@@ -91,7 +91,7 @@ def test_manifest_records_budget_dataset_and_environment(smoke_run):
     assert manifest["environment"]["tensorflow"] and manifest["environment"]["cpu_count"] >= 1
     assert manifest["finished_at"] and manifest["wall_seconds"] > 0
     assert manifest["architectures"] == ARCHS
-    from benchmarks.measure import SETTINGS
+    from benchmarks.training.measure import SETTINGS
 
     assert manifest["measurement"] == SETTINGS and manifest["measurement"]["latency_calls"] > 0
     assert len(manifest["dataset"]["split_index_sha256"]) == 64
@@ -309,7 +309,7 @@ def test_a_second_run_on_a_directory_in_use_is_refused(tmp_path, fashion_dir):
 
 
 def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
-    from benchmarks.lock import RunLock
+    from benchmarks.runtime.lock import RunLock
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

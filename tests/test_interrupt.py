@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from benchmarks import interrupt
+from benchmarks.runtime import interrupt
 
 
 class Thing:
@@ -83,7 +83,7 @@ def test_a_requested_stop_ends_a_training_before_its_next_step():
     import keras
     import numpy as np
 
-    from benchmarks.callbacks import StopOnRequest
+    from benchmarks.training.callbacks import StopOnRequest
 
     steps = []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import measure
+from benchmarks.training import measure
 from reports.stats import pareto_optimal, within_noise
 
 SLEEP = 0.004
@@ -123,7 +123,7 @@ def test_iqr(count, expected):
 
 PEAK_PROBE = """
 import json, numpy as np
-from benchmarks import measure
+from benchmarks.training import measure
 with measure.PeakMemory() as memory:
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     del block
@@ -166,7 +166,7 @@ def test_accuracy_plots_against_compute_and_memory_when_recorded(tmp_path):
 
 
 def test_the_progress_line_of_an_architecture_names_what_is_known_before_timing():
-    from benchmarks.architecture import summary_line
+    from benchmarks.run.architecture import summary_line
 
     row = {"status": "ok", "test_accuracy": 0.85, "val_accuracy": 0.8, "total_params": 78426,
            "macs_per_image": 12_345_678, "inference_latency_ms": math.nan}

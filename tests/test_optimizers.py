@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import optimizers
-from benchmarks.recipe import WarmupCosine
+from benchmarks.training import optimizers
+from benchmarks.training.recipe import WarmupCosine
 
 SHAPE = (8, 8, 3)
 
@@ -109,11 +109,11 @@ def test_the_fused_step_traces_far_fewer_operations():
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "loaded_as"), [("tensorflow", "FusedAdamW"), ("jax", "AdamW")])
 def test_a_saved_model_loads_with_its_optimizer_and_state(tmp_path, backend, loaded_as):
-    """As the README says: in a fresh process, ``import benchmarks.recipe`` first; on JAX
+    """As the README says: in a fresh process, ``import benchmarks.training.recipe`` first; on JAX
     the fused classes load as Keras' own."""
     model = _trained(optimizers.adam(_schedule(), 0.05), epochs=1)
     model.save(tmp_path / "m.keras")
-    code = ("import sys, keras, numpy as np; import benchmarks.recipe; "
+    code = ("import sys, keras, numpy as np; import benchmarks.training.recipe; "
             "m = keras.saving.load_model(sys.argv[1]); o = m.optimizer; "
             "print(type(o).__name__, int(o.iterations), float(o.weight_decay), "
             "float(np.abs(np.asarray(o.variables[-1])).sum() > 0)); "

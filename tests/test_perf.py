@@ -1,24 +1,25 @@
-"""``nox -s perf``'s arguments and ratios, and the README table generated from its JSON."""
+"""``nox -s perf``'s arguments and ratios, and the results page's table generated from its JSON."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from benchmarks.perf import parse, spread
+from benchmarks.cli.perf import parse, spread
 from reports import ReportError
 from reports.perf_table import BEGIN, END, main, render, render_all, replace_block
+from reports.perf_table import PAGE as PAGE_NAME
 
-README = Path(__file__).parents[1] / "README.md"
+PAGE = Path(__file__).parents[1] / PAGE_NAME
 MEASURED_DIR = Path(__file__).parents[1] / "reports" / "measured"
-# oldest first, as the README block was generated
+# oldest first, as the results page's block was generated
 MEASURED = [MEASURED_DIR / "perf.json", *sorted(MEASURED_DIR.glob("perf-*.json"))]
 
 
 def sample() -> dict:
     return {
         "architecture": "simple_cnn", "budget": "quick", "trials": 4, "repeats": 3,
-        "command": "python -m benchmarks.perf --trials 4", "seconds": 900.4,
+        "command": "python -m benchmarks.cli.perf --trials 4", "seconds": 900.4,
         "git": {"commit": "abcdef0123", "dirty": False},
         "environment": {"cpu": "AMD EPYC 7B13", "cpu_count": 2, "cpu_flags": ["avx", "avx2"],
                         "threads": {"intra_op": 0, "inter_op": 0}, "python": "3.11.7",
@@ -90,19 +91,19 @@ def test_a_jax_report_names_its_backend_and_gives_bfloat16_and_the_backends_side
     assert "tensorflow 1,000 s (compilation 40 s), winner resnet" in e
 
 
-def test_the_readme_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys):
-    readme, data = tmp_path / "README.md", tmp_path / "perf.json"
+def test_the_page_block_is_replaced_and_a_hand_edit_is_caught(tmp_path, capsys):
+    page, data = tmp_path / "page.md", tmp_path / "perf.json"
     data.write_text(json.dumps(sample()))
-    readme.write_text(f"# x\n\n{BEGIN}\nold table\n{END}\n\nafter\n")
-    assert main([str(data), "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    page.write_text(f"# x\n\n{BEGIN}\nold table\n{END}\n\nafter\n")
+    assert main([str(data), "--page", str(page)]) == 0
+    text = page.read_text()
     assert "old table" not in text and render(sample()) in text and text.endswith(f"{END}\n\nafter\n")
-    assert main([str(data), "--readme", str(readme), "--check"]) == 0
-    readme.write_text(text.replace("| 0.950 ", "| 0.990 "))
-    assert main([str(data), "--readme", str(readme), "--check"]) == 1
+    assert main([str(data), "--page", str(page), "--check"]) == 0
+    page.write_text(text.replace("| 0.950 ", "| 0.990 "))
+    assert main([str(data), "--page", str(page), "--check"]) == 1
     assert replace_block(text, "new") == f"# x\n\n{BEGIN}\nnew\n{END}\n\nafter\n"
-    readme.write_text("no markers\n")
-    assert main([str(data), "--readme", str(readme)]) == 2
+    page.write_text("no markers\n")
+    assert main([str(data), "--page", str(page)]) == 2
     assert "needs one '<!-- perf:begin" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.json")]) == 2
 
@@ -122,7 +123,7 @@ def test_a_comparison_measured_again_at_another_commit_replaces_the_older_one():
     assert sum(line.startswith("| (a) ") for line in render_all([old, same_commit]).splitlines()) == 2
 
 
-def test_the_readme_performance_table_is_the_committed_measurement():
+def test_the_results_pages_performance_table_is_the_committed_measurement():
     names = " ".join(str(path.relative_to(MEASURED_DIR.parents[1])) for path in MEASURED)
-    assert main([*map(str, MEASURED), "--readme", str(README), "--check"]) == 0, (
-        f"regenerate it: python -m reports.perf_table {names} --readme README.md")
+    assert main([*map(str, MEASURED), "--page", str(PAGE), "--check"]) == 0, (
+        f"regenerate it: python -m reports.perf_table {names} --page {PAGE_NAME}")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from benchmarks.budget import make_budget
-from benchmarks.data import DataRequest
-from benchmarks.datasets import load_dataset
-from benchmarks.recipe import (
+from benchmarks.data.dataset import DataRequest
+from benchmarks.data.sources import load_dataset
+from benchmarks.training.recipe import (
     LEARNING_RATE,
     WEIGHT_DECAY,
     SmoothedSparseCrossentropy,
@@ -135,7 +135,7 @@ def test_a_training_ends_with_its_best_validation_epochs_weights():
 
 
 def test_a_time_budget_stops_after_its_seconds_and_schedules_over_them(monkeypatch):
-    from benchmarks.recipe import TrainingClock
+    from benchmarks.training.recipe import TrainingClock
 
     now = [0.0]
     monkeypatch.setattr(TrainingClock, "clock", staticmethod(lambda: now[0]))
@@ -175,7 +175,7 @@ def test_a_time_budget_stops_after_its_seconds_and_schedules_over_them(monkeypat
 
 
 def test_a_time_budget_does_not_count_the_first_step_which_compiles(monkeypatch):
-    from benchmarks.recipe import TrainingClock
+    from benchmarks.training.recipe import TrainingClock
 
     now = [0.0]
     monkeypatch.setattr(TrainingClock, "clock", staticmethod(lambda: now[0]))
@@ -221,7 +221,7 @@ def test_a_time_budget_needs_its_seconds_and_no_hyperband():
 
 
 def test_multiply_accumulates_count_convolutions_and_dense_layers_of_nested_models():
-    from benchmarks.measure import multiply_accumulates
+    from benchmarks.training.measure import multiply_accumulates
 
     inputs = keras.Input((8, 8, 2))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 64 * 9 * 2 * 4 = 4,608
@@ -238,7 +238,7 @@ def test_multiply_accumulates_count_convolutions_and_dense_layers_of_nested_mode
 
 
 def test_a_space_counts_its_own_configurations_learning_rate_and_decay_aside():
-    from benchmarks.recipe import space_size
+    from benchmarks.training.recipe import space_size
 
     def space(name):
         hp = kt.HyperParameters()
@@ -260,7 +260,7 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_a_live_bar_on_a_terminal_and_nothing_in_a_log_file(terminal, monkeypatch):
-    from benchmarks import callbacks
+    from benchmarks.training import callbacks
 
     out = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(callbacks.sys, "stdout", out)

@@ -41,9 +41,9 @@ def test_nothing_reads_results_with_pickle_or_eval():
     """Only CIFAR's upstream batch files are pickles; they are read with an unpickler that
     refuses every class but NumPy's arrays (tests/test_sources.py checks it)."""
     root = Path(__file__).parents[1]
-    sources = [p for d in ("benchmarks", "models", "reports") for p in (root / d).glob("*.py")]
+    sources = [p for d in ("benchmarks", "models", "reports") for p in (root / d).rglob("*.py")]
     assert sources
-    restricted = root / "benchmarks" / "cifar.py"
+    restricted = root / "benchmarks" / "data" / "cifar.py"
     assert "class _ArraysOnly(pickle.Unpickler)" in restricted.read_text()
     for path in sources:
         text = path.read_text()
@@ -53,7 +53,7 @@ def test_nothing_reads_results_with_pickle_or_eval():
 
 
 def test_the_machine_record_names_what_measurements_depend_on():
-    from benchmarks.manifest import MACHINE_FIELDS, environment, machine
+    from benchmarks.run.manifest import MACHINE_FIELDS, environment, machine
 
     env = environment()
     assert "keras" in env["packages"] and "tensorflow" in env["packages"]
@@ -65,7 +65,7 @@ def test_the_machine_record_names_what_measurements_depend_on():
 
 
 def test_the_split_indices_have_a_hash_that_the_seed_decides(fashion):
-    from benchmarks.data import make_splits
+    from benchmarks.data.dataset import make_splits
 
     first, again, other = (make_splits(fashion, 500, 1000, 1000, seed, notice=lambda _: None)
                            for seed in (0, 0, 1))

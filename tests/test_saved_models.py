@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import benchmarks.recipe  # noqa: F401 - registers the optimizer, schedule and loss
+import benchmarks.training.recipe  # noqa: F401 - registers the optimizer, schedule and loss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "saved_before_move.keras"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.cifar import CIFAR10, CIFAR100, read_cifar_batch
-from benchmarks.data import DataError, DataRequest
-from benchmarks.datasets import input_shape, load_dataset
+from benchmarks.data.cifar import CIFAR10, CIFAR100, read_cifar_batch
+from benchmarks.data.dataset import DataError, DataRequest
+from benchmarks.data.sources import input_shape, load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -194,7 +194,7 @@ def test_a_folder_with_train_and_test_rgb_images_of_two_sizes(tmp_path, fashion)
 def test_a_folder_is_decoded_once_and_a_changed_image_changes_its_fingerprint(
     tmp_path, fashion, monkeypatch
 ):
-    from benchmarks import folders
+    from benchmarks.data import folders
 
     write_folder(tmp_path / "d", fashion)
     first = load_dataset(DataRequest("folder", tmp_path / "d"))
@@ -221,7 +221,7 @@ def test_half_decoded_copies_of_dead_processes_are_removed_others_kept(tmp_path,
     import socket
     import subprocess
 
-    from benchmarks import folders
+    from benchmarks.data import folders
 
     write_folder(tmp_path / "d", fashion)
     first = load_dataset(DataRequest("folder", tmp_path / "d"))

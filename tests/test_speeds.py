@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks import rundir, speeds
+from benchmarks import rundir
+from benchmarks.run import speeds
 from tests.test_leaderboard import result
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import startup
+from benchmarks.runtime import startup
 
 NOISE = ("absl::InitializeLog", "cuInit", "cudart_stub", "I0000", "E0000")
 
@@ -73,7 +73,7 @@ def test_version_is_the_packages_and_needs_no_tensorflow():
 
     declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     done = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom benchmarks.cli import main\n"
+        [sys.executable, "-c", "import sys\nfrom benchmarks.cli.main import main\n"
          "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
          "print('tensorflow' in sys.modules)"],
         cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
@@ -111,7 +111,7 @@ def _bad_inputs(tmp_path):
                                   "wandb"])
 def test_bad_input_is_refused_before_tensorflow_wandb_or_pandas_load(tmp_path, case):
     argv, message = _bad_inputs(tmp_path)[case]
-    code = ("import sys\nfrom benchmarks.cli import main\ncode = main(['run', *sys.argv[1:]])\n"
+    code = ("import sys\nfrom benchmarks.cli.main import main\ncode = main(['run', *sys.argv[1:]])\n"
             f"print(code, [m for m in {HEAVY!r} if m in sys.modules])")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=Path(__file__).parents[1],
@@ -122,8 +122,8 @@ def test_bad_input_is_refused_before_tensorflow_wandb_or_pandas_load(tmp_path, c
 
 
 def test_a_preloaded_dataset_is_taken_once():
-    from benchmarks.data import DataRequest
-    from benchmarks.datasets import load_dataset, preload
+    from benchmarks.data.dataset import DataRequest
+    from benchmarks.data.sources import load_dataset, preload
 
     request = DataRequest("digits")
     loaded = preload(request, seed=1)
@@ -138,7 +138,7 @@ def test_help_and_report_run_without_tensorflow_and_print_none_of_it(tmp_path, a
 
     run = make_run(tmp_path, ROWS)
     argv = [str(run) if a == "RUN" else a for a in argv]
-    code = ("import sys\nfrom benchmarks.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom benchmarks.cli.main import main\ntry:\n    code = main(sys.argv[1:])\n"
             "except SystemExit as exit:\n    code = exit.code\n"
             f"print('EXIT', code, [m for m in {HEAVY[:3]!r} if m in sys.modules])")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

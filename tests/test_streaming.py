@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import rows as rows_module
-from benchmarks.data import Dataset, make_splits
-from benchmarks.rows import STREAM_SHARE, Rows, should_stream, to_float
+from benchmarks.data import rows as rows_module
+from benchmarks.data.dataset import Dataset, make_splits
+from benchmarks.data.rows import STREAM_SHARE, Rows, should_stream, to_float
 
 
 @pytest.fixture
@@ -66,13 +66,13 @@ def test_streamed_splits_hold_the_same_images_as_the_in_memory_ones(cached):
 
 
 def test_auto_streams_with_a_notice_when_memory_is_short(cached, monkeypatch):
-    monkeypatch.setattr("benchmarks.data.available_memory", lambda: 1000)
+    monkeypatch.setattr("benchmarks.data.dataset.available_memory", lambda: 1000)
     notices = []
     splits = make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append)
     assert splits.streamed and isinstance(splits.x_final, Rows)
     assert len(notices) == 1 and "training reads them batch by batch" in notices[0]
     assert "--input memory" in notices[0]
-    monkeypatch.setattr("benchmarks.data.available_memory", lambda: 2**40)
+    monkeypatch.setattr("benchmarks.data.dataset.available_memory", lambda: 2**40)
     assert not make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append).streamed
 
 
@@ -110,7 +110,7 @@ def test_available_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path,
 
 def epoch_orders(images, labels, batch_size, seed, epochs=3):
     """The labels each training epoch reads, checking that every image matches its label."""
-    from benchmarks.streaming import Batches
+    from benchmarks.data.streaming import Batches
 
     np.random.seed(seed)  # what the trial's seed does
     batches = Batches(images, labels, batch_size=batch_size, shuffle=True)
@@ -152,14 +152,14 @@ def test_the_images_left_over_by_whole_batches_change_from_epoch_to_epoch(cached
     assert all(len(set(order)) == 48 for order in orders)
     left_out = [frozenset(range(50)) - set(order) for order in orders]
     assert len(set(left_out)) > 1, "not the same two images every epoch"
-    from benchmarks.streaming import Batches
+    from benchmarks.data.streaming import Batches
 
     few = Batches(images[:5], labels[:5], batch_size=8, shuffle=True)  # fewer than a batch
     assert len(few) == 1 and sorted(few[0][1]) == [0, 1, 2, 3, 4]
 
 
 def test_validation_and_prediction_batches_cover_every_image_in_order(cached):
-    from benchmarks.streaming import Batches
+    from benchmarks.data.streaming import Batches
 
     images = Rows(cached).floats()
     plain = Batches(images, None, batch_size=8)
@@ -168,8 +168,8 @@ def test_validation_and_prediction_batches_cover_every_image_in_order(cached):
 
 
 def test_fit_arguments_turn_rows_and_other_backends_arrays_into_batches(cached, monkeypatch):
-    from benchmarks import backends
-    from benchmarks.streaming import Batches, fit_arguments
+    from benchmarks.data.streaming import Batches, fit_arguments
+    from benchmarks.runtime import backends
 
     arrays = np.zeros((40, 6, 5, 3), np.float32)
     for x, backend in ((Rows(cached).floats(), backends.TENSORFLOW), (arrays, backends.JAX)):
@@ -186,7 +186,7 @@ def test_fit_arguments_turn_rows_and_other_backends_arrays_into_batches(cached, 
 def pipeline_orders(images, labels, seed, epochs=3):
     """The labels each epoch of ``tensorflow_pipeline`` reads (batch 8), checking that every
     image matches its label and that every batch is full."""
-    from benchmarks.streaming import fit_arguments
+    from benchmarks.data.streaming import fit_arguments
 
     np.random.seed(seed)  # what the trial's seed does
     args, kwargs = fit_arguments((images, labels), {}, 8)
@@ -205,7 +205,7 @@ def pipeline_orders(images, labels, seed, epochs=3):
 def test_arrays_on_tensorflow_reach_fit_as_a_pipeline_of_whole_shuffled_batches():
     import tensorflow as tf
 
-    from benchmarks.streaming import fit_arguments
+    from benchmarks.data.streaming import fit_arguments
 
     images = np.random.default_rng(0).random((50, 6, 5, 3), dtype=np.float32)
     labels = np.arange(50)
@@ -228,7 +228,7 @@ def test_arrays_on_tensorflow_reach_fit_as_a_pipeline_of_whole_shuffled_batches(
 def test_a_tensorflow_training_on_arrays_never_calls_python(monkeypatch):
     import keras
 
-    from benchmarks.streaming import Batches, fit_arguments
+    from benchmarks.data.streaming import Batches, fit_arguments
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Flatten(),
@@ -249,7 +249,7 @@ def test_a_tensorflow_training_on_arrays_never_calls_python(monkeypatch):
 def test_a_model_trains_and_predicts_the_same_from_streamed_rows(cached):
     import keras
 
-    from benchmarks.streaming import fit_arguments, predict
+    from benchmarks.data.streaming import fit_arguments, predict
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Flatten(),
@@ -289,7 +289,7 @@ def test_a_streamed_folder_benchmark_completes_and_records_its_input(tmp_path, f
 def test_a_split_is_copied_for_tensorflow_once_and_let_go_with_its_arrays():
     import gc
 
-    from benchmarks import streaming
+    from benchmarks.data import streaming
 
     images, labels = np.random.default_rng(1).random((40, 6, 5, 3), dtype=np.float32), np.arange(40)
     key = (id(images), id(labels))
@@ -303,7 +303,8 @@ def test_a_split_is_copied_for_tensorflow_once_and_let_go_with_its_arrays():
 
 
 def test_prepare_copies_a_split_only_where_the_tensorflow_pipeline_will_read_it(monkeypatch):
-    from benchmarks import backends, streaming
+    from benchmarks.data import streaming
+    from benchmarks.runtime import backends
 
     images, labels = np.zeros((12, 4, 4, 1), np.float32), np.arange(12)
     lazy = Rows(images)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import timing
-from benchmarks.callbacks import TimedCallback, TrialTimeLimit
+from benchmarks.training.callbacks import TimedCallback, TrialTimeLimit
 
 
 class FakeClock:

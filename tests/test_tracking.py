@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.tracking import Tracker, TrackingError, resolve_mode
+from benchmarks.tracking.runs import Tracker, TrackingError, resolve_mode
 
 FAKE_KEY = "k" * 40
 
@@ -99,7 +99,7 @@ def test_two_live_runs_each_get_their_own_epochs_and_learning_rates(no_credentia
     import keras
     import numpy as np
 
-    from benchmarks.gradients import EpochLogger
+    from benchmarks.tracking.loggers import EpochLogger
     from tests.conftest import wandb_inspect
 
     tracker = Tracker("offline", "proj", "grp", tmp_path / "w")

@@ -15,13 +15,16 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from benchmarks import interrupt, rundir
-from benchmarks.architecture import ArchitectureBenchmark
+from benchmarks import rundir
 from benchmarks.budget import make_budget
-from benchmarks.callbacks import TrialTimeLimit
-from benchmarks.data import Splits
-from benchmarks.options import RunOptions
-from benchmarks.recipe import (
+from benchmarks.data.dataset import Splits
+from benchmarks.run.architecture import ArchitectureBenchmark
+from benchmarks.run.options import RunOptions
+from benchmarks.runtime import interrupt
+from benchmarks.search.tuning import TrialSetup, TrialWriter, make_tuner, trial_seed
+from benchmarks.tracking.runs import Tracker
+from benchmarks.training.callbacks import TrialTimeLimit
+from benchmarks.training.recipe import (
     LEARNING_RATE,
     ArchitectureError,
     StopOnNonFiniteLoss,
@@ -29,8 +32,6 @@ from benchmarks.recipe import (
     check_finite,
     check_model,
 )
-from benchmarks.tracking import Tracker
-from benchmarks.tuning import TrialSetup, TrialWriter, make_tuner, trial_seed
 from models.registry import get_architecture, register
 from tests.conftest import synthetic_images, wandb_inspect
 
@@ -250,7 +251,7 @@ def test_a_network_is_built_once_to_check_it_against_the_caps():
 def test_a_kill_between_the_trial_file_and_the_oracle_state_loses_no_trial(tmp_path, monkeypatch):
     """Keras Tuner's create_trial writes trial_<id>/trial.json, then oracle.json: a kill
     between them must leave a resumed search to run that trial, with the same values."""
-    from benchmarks.recipe import OBJECTIVE
+    from benchmarks.training.recipe import OBJECTIVE
 
     def tuner_in(directory):
         hypermodel = SuiteHyperModel(get_architecture("mlp"), (28, 28, 1), 10, BUDGET)
@@ -336,7 +337,7 @@ def float32_afterwards():
 
 @pytest.mark.slow  # compiles with XLA
 def test_accelerator_fields_resolve_on_cpu_and_reach_the_model(float32_afterwards):
-    from benchmarks.accelerator import apply_accelerator
+    from benchmarks.training.accelerator import apply_accelerator
 
     assert apply_accelerator(BUDGET) == {  # "auto" on a CPU-only machine
         "backend": "tensorflow", "gpus": 0, "gpu_names": [], "mixed_precision": False,

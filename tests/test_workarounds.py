@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from benchmarks import workarounds
+from benchmarks.runtime import workarounds
 
 
 def test_every_private_name_archbench_uses_exists_in_the_installed_versions():
     assert workarounds.missing() == [], (
-        "a private name moved: update benchmarks/workarounds.py for the installed version"
+        "a private name moved: update benchmarks/runtime/workarounds.py for the installed version"
     )
 
 
@@ -59,7 +59,7 @@ def test_keras_tuner_state_is_written_atomically_once_installed(
 
 @pytest.mark.slow
 def test_importing_archbench_patches_nothing():
-    code = ("import benchmarks.runner, benchmarks.tuning, benchmarks.workers\n"
+    code = ("import benchmarks.run.runner, benchmarks.search.tuning, benchmarks.run.workers\n"
             "from keras_tuner.src import utils\n"
             "print(getattr(utils.save_json, '_archbench_atomic', False))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

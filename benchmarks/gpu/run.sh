@@ -113,7 +113,7 @@ step install 150 install
 "$PYTHON" -m pip list >"$OUT/env/pip-after.txt" 2>&1
 
 # Fashion-MNIST from the carried copy, through a Keras home of our own (both archbench
-# run and benchmarks.perf look there before trying to download).
+# run and benchmarks.cli.perf look there before trying to download).
 DATA=$(ls -d "$ROOT"/benchmarks/gpu/wheels/carry*/fashion-mnist 2>/dev/null | head -1)
 if [ -n "$DATA" ]; then
     export KERAS_HOME=${TMPDIR:-/tmp}/archbench-gpu-keras-home
@@ -160,7 +160,7 @@ step registry "$limit" "$PYTHON" -m benchmarks.cli run --backend jax --budget "$
 
 # --- (e) float32 against bfloat16 (and float16 mixed precision) training speed ---------------
 for arch in resnet convmixer; do
-    step "perf-$arch" "$PERF_LIMIT" "$PYTHON" -m benchmarks.perf --backend jax --only d --repeats 1 \
+    step "perf-$arch" "$PERF_LIMIT" "$PYTHON" -m benchmarks.cli.perf --backend jax --only d --repeats 1 \
         -a "$arch" --budget "$BUDGET" -o "$OUT/perf-$arch"
 done
 

@@ -8,7 +8,7 @@
 #     imported by `import keras_tuner`), wandb, pandas, tabulate, matplotlib, pillow, tqdm,
 #     scikit-learn and all their dependencies, at the versions the test suite runs;
 #   * Fashion-MNIST's four IDX files (30 MB): the GPU machine cannot download them, and
-#     both `archbench run` and `benchmarks.perf` need them.
+#     both `archbench run` and `benchmarks.cli.perf` need them.
 # What stays out, and why:
 #   * tensorflow, tensorboard: not on that machine, and a JAX run never imports them;
 #   * jax, jaxlib, torch, triton, nvidia-*: already there (CUDA builds);

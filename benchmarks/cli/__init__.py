@@ -1,0 +1,1 @@
+"""The commands: ``archbench run``, ``models``, ``check``, ``report``, and ``nox -s perf``."""

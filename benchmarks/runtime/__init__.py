@@ -1,0 +1,1 @@
+"""The process: Keras' backend, TensorFlow's quiet start, signals, the lock, private names."""

@@ -1,0 +1,1 @@
+"""The search: Keras Tuner's tuner, its per-trial hooks and its distributed mode."""

@@ -1,0 +1,1 @@
+"""Weights & Biases: one run per trial and per final training, and its epoch loggers."""

@@ -1,0 +1,1 @@
+"""Training: the shared recipe, its optimizer and callbacks, the accelerator, the measurements."""
