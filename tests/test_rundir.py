@@ -39,7 +39,7 @@ def test_atomic_write_leaves_no_temporary_file_and_keeps_old_content_on_failure(
 
 def test_nothing_reads_results_with_pickle_or_eval():
     """Only CIFAR's upstream batch files are pickles; they are read with an unpickler that
-    refuses every class but NumPy's arrays (tests/test_sources.py checks it)."""
+    refuses every class but NumPy's arrays (tests/data/test_sources.py checks it)."""
     root = Path(__file__).parents[1]
     sources = [p for d in ("benchmarks", "models", "reports") for p in (root / d).rglob("*.py")]
     assert sources

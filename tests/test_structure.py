@@ -119,6 +119,17 @@ def harness_imports_of_the_report(root: Path = ROOT) -> list[str]:
                   for target in targets if target.startswith("reports"))
 
 
+def modules_importing_test_modules(root: Path = ROOT) -> list[str]:
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.split(".")[-1].startswith("test_")):
+                found.append(str(path.relative_to(root)))
+                break
+    return found
+
+
 def long_modules(root: Path = ROOT) -> list[str]:
     return [f"{name}: {lines} lines" for name, path in modules(root).items()
             if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
@@ -232,3 +243,12 @@ def tree_lines(root: Path = ROOT) -> Iterator[str]:
 
 if __name__ == "__main__":
     print("\n".join(tree_lines()))
+
+
+def test_no_test_module_imports_another(tmp_path):
+    """Shared helpers live in tests/helpers/ or conftest.py, never in a test module."""
+    assert modules_importing_test_modules() == []
+    (tmp_path / "tests" / "a").mkdir(parents=True)
+    (tmp_path / "tests" / "a" / "test_x.py").write_text("from tests.b.test_y import make\n")
+    (tmp_path / "tests" / "a" / "test_z.py").write_text("from tests.helpers.runs import make\n")
+    assert modules_importing_test_modules(tmp_path) == ["tests/a/test_x.py"]

@@ -1,0 +1,1 @@
+"""Tests of datasets, their sources and the training input (benchmarks/data/)."""

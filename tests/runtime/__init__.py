@@ -1,0 +1,1 @@
+"""Tests of backends, start-up, signals, private names (benchmarks/runtime/)."""

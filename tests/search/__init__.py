@@ -1,0 +1,1 @@
+"""Tests of the search, its trials and its distributed mode (benchmarks/search/)."""

@@ -1,0 +1,1 @@
+"""Tests of W&B (benchmarks/tracking/)."""

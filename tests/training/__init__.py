@@ -1,0 +1,1 @@
+"""Tests of the recipe, its optimizer, the measurements, saved models (benchmarks/training/)."""
