@@ -65,7 +65,7 @@ def test_the_machine_record_names_what_measurements_depend_on():
 
 
 def test_the_split_indices_have_a_hash_that_the_seed_decides(fashion):
-    from benchmarks.data.dataset import make_splits
+    from benchmarks.data.splits import make_splits
 
     first, again, other = (make_splits(fashion, 500, 1000, 1000, seed, notice=lambda _: None)
                            for seed in (0, 0, 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -61,7 +62,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     from benchmarks.data.sources import check_request, dataset_label
     from benchmarks.run.options import RunOptions
     from benchmarks.runtime.backends import requested
-    from benchmarks.search.distributed import DEFAULT_TIMEOUT, ROLES
+    from benchmarks.search.distributed import DEFAULT_TIMEOUT, Cluster
     from benchmarks.tracking.runs import check_mode
     from models.registry import declared_names, resolve
 
@@ -73,8 +74,6 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     check_request(request)
     check_mode(args.wandb_mode)  # refuse a bad mode before any work
     names = resolve(_split_names(args.architectures), declared_names())  # no import yet
-    if args.role is not None and args.role not in ROLES:
-        raise UserError(f"unknown --role {args.role!r}; choose chief or worker")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
     if args.workers and args.role == "worker":
@@ -88,6 +87,8 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
     timeout = DEFAULT_TIMEOUT if args.chief_timeout is None else args.chief_timeout
     if not timeout > 0:
         raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
+    if args.role is not None:
+        Cluster.from_environment(args.role, timeout)  # its KERASTUNER_* variables, checked
     return RunOptions(
         architectures=names, budget=budget, dataset=dataset, output=args.output,
         name=_run_name(args.name, dataset_label(request), budget.name, several), data_dir=data_dir,
@@ -108,18 +109,53 @@ def _run_name(name: str | None, dataset: str, budget: str, several: bool) -> str
 
 def cmd_run(args: argparse.Namespace) -> int:
     every = run_options(args)
-    check_inputs(every)  # data files and run directories, before the backend loads
-    backend = every[0].budget.backend
-    print(f"archbench: input checked, starting Keras on {backend}", flush=True)
-    _start_backend(args, backend, args.threads)
+    with contextlib.ExitStack() as claims:
+        # data files and run directories, checked before the backend loads
+        inputs = claim_inputs(every, claims)
+        backend = every[0].budget.backend
+        print(f"archbench: input checked, starting Keras on {backend}", flush=True)
+        _start_backend(args, backend, args.threads)
+        _resolve_imported(args, every)
+        return _run_every(every, inputs)
+
+
+def claim_inputs(every: Sequence, claims: contextlib.ExitStack) -> list[tuple]:
+    """Load every dataset (NumPy only) and claim and check every run directory (its lock
+    held in ``claims``), so that a bad file or directory is refused before TensorFlow loads.
+
+    Returns:
+        Each run's dataset and the manifest it resumes (None for a new run or a worker).
+
+    Raises:
+        DataError, RunDirError: naming the file or directory.
+    """
+    from benchmarks.data.sources import load_dataset
+    from benchmarks.run.manifest import claim_run_dir
+
+    inputs = []
+    for options in every:
+        dataset = load_dataset(options.data_request, options.budget.seed)
+        resumed = None
+        if options.role != "worker":  # a worker writes no run directory of its own
+            resumed = claims.enter_context(claim_run_dir(options))
+        inputs.append((dataset, resumed))
+    return inputs
+
+
+def _resolve_imported(args: argparse.Namespace, every: Sequence) -> None:
+    """The architectures' names again, now that their files are imported (a wildcard
+    skips a file that failed to import, with a warning)."""
     from models.registry import broken_modules, resolve
 
     for module, error in broken_modules().items():
         print(f"archbench: warning: {module} failed to import and is skipped: {error}",
               file=sys.stderr)
-    for options in every:  # the names read from the files, now imported: a wildcard
-        options.architectures = resolve(_split_names(args.architectures))  # skips broken ones
+    for options in every:
+        options.architectures = resolve(_split_names(args.architectures))
 
+
+def _run_every(every: Sequence, inputs: list[tuple]) -> int:
+    """Each dataset's run in turn, then the cross-dataset report when there are several."""
     from benchmarks.run.runner import run_benchmark
     from benchmarks.rundir import safe_name
     from reports.across import ACROSS_MD, write_across
@@ -127,31 +163,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     codes = []
     with interrupt.stop_on_signals():
-        for index, options in enumerate(every, start=1):
+        for index, (options, (dataset, resumed)) in enumerate(zip(every, inputs, strict=True), 1):
             if len(every) > 1:
                 print(f"archbench: dataset {index}/{len(every)}: {options.dataset}", flush=True)
-            codes.append(run_benchmark(options, write_leaderboard))
+            codes.append(run_benchmark(options, dataset, write_leaderboard, resumed))
     if len(every) > 1:
         folder = every[0].output / f"across-datasets-{safe_name(every[0].budget.name)}"
         path = write_across([o.run_dir for o in every], folder / ACROSS_MD)
         print(f"archbench: cross-dataset report written to {path}")
     return max(codes)
-
-
-def check_inputs(every: Sequence) -> None:
-    """Load every dataset (NumPy only; the runs take them from memory) and check every
-    run directory, so that a bad file or directory is refused before TensorFlow loads.
-
-    Raises:
-        DataError, RunDirError: naming the file or directory.
-    """
-    from benchmarks.data.sources import preload
-    from benchmarks.run.manifest import check_run_dir
-
-    for options in every:
-        preload(options.data_request, options.budget.seed)
-        if options.role != "worker":  # a worker writes no run directory of its own
-            check_run_dir(options)
 
 
 def _start_backend(args: argparse.Namespace, backend: str | None = None,

@@ -50,8 +50,9 @@ def _archbench(*argv: str) -> None:
 
 def load_splits(budget):
     """The budget's splits of Fashion-MNIST, loaded once for every comparison."""
-    from benchmarks.data.dataset import DataRequest, make_splits
+    from benchmarks.data.dataset import DataRequest
     from benchmarks.data.sources import load_dataset
+    from benchmarks.data.splits import make_splits
 
     dataset = load_dataset(DataRequest("fashion_mnist"), seed=budget.seed)
     return make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
@@ -95,13 +96,14 @@ def _suite_search(arch: str, budget, splits, output: Path):
     from benchmarks import rundir
     from benchmarks.run.architecture import ArchitectureBenchmark
     from benchmarks.run.options import RunOptions
+    from benchmarks.run.runner import make_tracker
 
     def suite(mode: str) -> tuple[float, list[dict]]:
         options = RunOptions([arch], budget, "fashion_mnist", output, f"perf-suite-{mode}",
                              wandb_mode=mode, wandb_project="archbench-perf", overwrite=True)
         shutil.rmtree(options.run_dir, ignore_errors=True)
         options.run_dir.mkdir(parents=True)
-        bench = ArchitectureBenchmark(arch, options, splits, options.tracker())
+        bench = ArchitectureBenchmark(arch, options.shared, splits, make_tracker(options))
         start = time.perf_counter()
         bench.search(bench.make_tuner())
         seconds = time.perf_counter() - start

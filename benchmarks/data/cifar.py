@@ -12,14 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data.dataset import (
-    DataError,
-    Dataset,
-    download,
-    existing_dir,
-    keras_cache_dir,
-    sha256_file,
-)
+from benchmarks.data.dataset import DataError, Dataset
+from benchmarks.data.files import download, existing_dir, keras_cache_dir, sha256_file
 
 
 @dataclass(frozen=True)

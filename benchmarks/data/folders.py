@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data.dataset import DataError, DataRequest, Dataset, Notice, carve_test_split
+from benchmarks.data.dataset import DataError, DataRequest, Dataset, Notice
 from benchmarks.data.rows import Rows
+from benchmarks.data.splits import carve_test_split
 from benchmarks.rundir import atomic_write_text
 from benchmarks.runtime.lock import process_alive
 

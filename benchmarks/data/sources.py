@@ -17,18 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data.cifar import CIFAR10, CIFAR100, load_cifar
-from benchmarks.data.dataset import (
-    DataError,
-    DataRequest,
-    Dataset,
-    Notice,
-    carve_test_split,
-    check_dataset,
-    download,
-    existing_dir,
-    keras_cache_dir,
-    sha256_file,
-)
+from benchmarks.data.dataset import DataError, DataRequest, Dataset, Notice, check_dataset
+from benchmarks.data.files import download, existing_dir, keras_cache_dir, sha256_file
+from benchmarks.data.splits import carve_test_split
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -286,20 +277,6 @@ def check_request(request: DataRequest) -> None:
         raise DataError(f"--test-fraction must be between 0 and 1, got {request.test_fraction}")
 
 
-_PRELOADED: dict[tuple[DataRequest, int], Dataset] = {}
-
-
-def preload(request: DataRequest, seed: int = 0, notice: Notice = print) -> Dataset:
-    """Load a dataset now, as an input check before anything heavy is imported; the next
-    :func:`load_dataset` of the same request and seed takes it instead of loading again.
-
-    Raises:
-        DataError: as :func:`load_dataset`.
-    """
-    _PRELOADED[(request, seed)] = dataset = load_dataset(request, seed, notice)
-    return dataset
-
-
 def load_dataset(request: DataRequest, seed: int = 0, notice: Notice = print) -> Dataset:
     """The checked dataset ``request`` names; ``seed`` carves a test split where the
     source has none.
@@ -307,8 +284,6 @@ def load_dataset(request: DataRequest, seed: int = 0, notice: Notice = print) ->
     Raises:
         DataError: naming the file or folder and what is wrong with it.
     """
-    if (request, seed) in _PRELOADED:
-        return _PRELOADED.pop((request, seed))
     check_request(request)
     loaders: dict[str, Callable[[], Dataset]] = {
         "fashion_mnist": lambda: load_idx(FASHION_MNIST, request.data_dir),

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import gc
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,9 @@ import numpy as np
 
 from benchmarks import rundir, timing
 from benchmarks.data import streaming
-from benchmarks.data.dataset import Splits
-from benchmarks.data.sources import dataset_label
+from benchmarks.data.splits import Splits
 from benchmarks.run.manifest import git_state
-from benchmarks.run.options import RunOptions
+from benchmarks.run.options import Shared
 from benchmarks.runtime import workarounds
 from benchmarks.search.tuning import TrialQuota, TrialSetup, TrialWriter, make_tuner
 from benchmarks.tracking.runs import Tracker
@@ -41,15 +39,15 @@ class ArchitectureBenchmark:
     """
 
     def __init__(
-        self, name: str, options: RunOptions, splits: Splits, tracker: Tracker,
+        self, name: str, shared: Shared, splits: Splits, tracker: Tracker,
         trials_path: Path | None = None, quota: TrialQuota | None = None, machine: str = "",
     ):
         self.name = name
         self.machine = machine  # the hash of what measurements depend on (manifest.machine)
-        self.budget = options.budget
+        self.budget = shared.budget
         self.splits = splits
         self.tracker = tracker
-        self.run_dir = options.run_dir
+        self.run_dir = shared.run_dir
         self.search_seconds: float | None = None  # wall time of this invocation's search
         self.architecture = get_architecture(name)
         self.hypermodel = SuiteHyperModel(
@@ -61,27 +59,16 @@ class ArchitectureBenchmark:
             "family": self.architecture.family,
             "budget": self.budget.to_dict(),
             "budget_hash": self.budget.hash,
-            "dataset": dataset_label(options.data_request),
-            "benchmark": options.name,
+            "dataset": shared.dataset,
+            "benchmark": shared.benchmark,
             "git_commit": git_state()["commit"],
             "git_dirty": git_state()["dirty"],
         }
         self.writer = TrialWriter(trials_path or self.run_dir / rundir.TRIALS, name, self.budget.hash)
         self.trial_setup = TrialSetup(
             self.budget, tracker, self.writer, self.base_config,
-            gradients=options.trial_gradients, quota=quota or TrialQuota(),
+            gradients=shared.trial_gradients, quota=quota or TrialQuota(),
         )
-
-    def run(self) -> dict[str, Any]:
-        """Run every stage and return the architecture's ``results.csv`` row."""
-        start = time.perf_counter()
-        try:
-            tuner = self.make_tuner()
-            self.search(tuner)
-        except Exception as exc:  # noqa: BLE001 - one architecture never stops the others
-            return self.failed_row(exc)
-        self.search_seconds = time.perf_counter() - start
-        return self.result_row(tuner)
 
     def make_tuner(self) -> kt.Tuner:
         """This architecture's tuner, resumed from the run directory when it exists.

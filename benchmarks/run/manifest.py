@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import rundir, timing
-from benchmarks.data.dataset import Dataset, Splits
+from benchmarks.data.dataset import Dataset
+from benchmarks.data.splits import Splits
 from benchmarks.run.options import RunOptions
+from benchmarks.runtime.lock import RunLock
 
 
 def now() -> str:
@@ -56,17 +58,26 @@ def check_run_dir(options: RunOptions) -> dict[str, Any] | None:
     return manifest
 
 
-def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
-    """Create the run directory, or check that an existing one can be resumed.
-
-    Returns:
-        The existing manifest when resuming, else None.
+@contextlib.contextmanager
+def claim_run_dir(options: RunOptions) -> Iterator[dict[str, Any] | None]:
+    """Hold the run directory's lock and check the directory, once, for the whole run;
+    yields what :func:`check_run_dir` returns (the manifest to resume, or None).
 
     Raises:
-        RunDirError: as :func:`check_run_dir`.
+        RunDirError: another run holds the lock, or as :func:`check_run_dir`.
+    """
+    with RunLock(options.lock_path, options.run_dir):
+        yield check_run_dir(options)
+
+
+def prepare_run_dir(options: RunOptions, resumed: dict[str, Any] | None) -> None:
+    """Create the run directory checked by :func:`check_run_dir` (``resumed``: what it
+    returned), emptied first by ``--overwrite``, and make sure it can be written.
+
+    Raises:
+        RunDirError: it cannot be written.
     """
     path = options.run_dir
-    manifest = check_run_dir(options)
     if options.overwrite and rundir.is_run_dir(path):
         shutil.rmtree(path)
     try:
@@ -76,7 +87,6 @@ def prepare_run_dir(options: RunOptions) -> dict[str, Any] | None:
         probe.unlink()
     except OSError as exc:
         raise rundir.RunDirError(f"cannot write to run directory {path}: {exc.strerror}") from exc
-    return manifest
 
 
 def check_same_budget(manifest: dict[str, Any], options: RunOptions, path: Path) -> None:
@@ -239,9 +249,12 @@ def new_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[
     }
 
 
-def open_manifest(options: RunOptions, dataset: Dataset, splits: Splits) -> dict[str, Any]:
-    """A new manifest, or the resumed run's, checked against this command's dataset."""
-    manifest = prepare_run_dir(options)
+def open_manifest(options: RunOptions, dataset: Dataset, splits: Splits,
+                  resumed: dict[str, Any] | None) -> dict[str, Any]:
+    """A new manifest, or the resumed run's (``resumed``, from :func:`claim_run_dir`),
+    checked against this command's dataset."""
+    prepare_run_dir(options, resumed)
+    manifest = resumed
     if manifest is None:
         manifest = new_manifest(options, dataset, splits)
     elif manifest["dataset"]["name"] != dataset.name:

@@ -15,8 +15,8 @@ from typing import Any
 from benchmarks import rundir
 from benchmarks.budget import PRESETS, UNUSED_BY, Budget
 from benchmarks.data.dataset import DataRequest
+from benchmarks.data.sources import dataset_label
 from benchmarks.search.distributed import DEFAULT_TIMEOUT
-from benchmarks.tracking.runs import Tracker
 
 
 def _flag(name: str, **kwargs: Any) -> Any:
@@ -60,13 +60,31 @@ class RunOptions:
                            self.mirror_invariant)
 
     @property
+    def lock_path(self) -> Path:
+        """The lock file that keeps a second ``archbench run`` out of the run directory."""
+        return self.output / f".{rundir.safe_name(self.name)}.lock"
+
+    @property
     def distributed(self) -> bool:
         return self.workers > 0 or self.role is not None
 
-    def tracker(self) -> Tracker:
-        """The W&B tracker of this run: its runs grouped under the run's name."""
-        return Tracker(self.wandb_mode, self.wandb_project, self.name,
-                       self.run_dir / rundir.WANDB_DIR, self.wandb_entity)
+    @property
+    def shared(self) -> Shared:
+        """What every architecture of the run shares (all ``ArchitectureBenchmark`` reads)."""
+        return Shared(self.budget, self.run_dir, self.name, dataset_label(self.data_request),
+                      self.trial_gradients)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every architecture of a run shares: its budget, its run directory, the run's
+    name (W&B's group), the dataset's label and whether trials log gradients."""
+
+    budget: Budget
+    run_dir: Path
+    benchmark: str
+    dataset: str
+    trial_gradients: bool = False
 
 
 def to_argv(options: RunOptions) -> list[str]:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import keras_tuner as kt
 
 from benchmarks import rundir, timing
-from benchmarks.data.dataset import Dataset, Splits, make_splits
-from benchmarks.data.sources import load_dataset
+from benchmarks.data.dataset import Dataset
+from benchmarks.data.splits import Splits, make_splits
 from benchmarks.run.architecture import ArchitectureBenchmark, summary_line
 from benchmarks.run.manifest import TimeBook, git_state, machine, now, open_manifest
 from benchmarks.run.options import RunOptions
@@ -25,7 +25,6 @@ from benchmarks.run.speeds import measure_saved
 from benchmarks.run.workers import ChiefSearch, run_worker
 from benchmarks.runtime import interrupt
 from benchmarks.runtime.backends import set_threads
-from benchmarks.runtime.lock import RunLock
 from benchmarks.search.distributed import EXIT_OK, Cluster, WorkersLost
 from benchmarks.tracking.runs import Tracker
 from benchmarks.training.accelerator import apply_accelerator
@@ -72,32 +71,40 @@ class SearchHere:
         return None
 
 
-def run_benchmark(options: RunOptions, write_leaderboard: WriteLeaderboard) -> int:
-    """Run the whole benchmark; returns EXIT_OK or EXIT_ARCHITECTURE_FAILED.
+def make_tracker(options: RunOptions) -> Tracker:
+    """The W&B tracker of a run: its runs grouped under the run's name, their files in the
+    run directory."""
+    return Tracker(options.wandb_mode, options.wandb_project, options.name,
+                   options.run_dir / rundir.WANDB_DIR, options.wandb_entity)
+
+
+def run_benchmark(options: RunOptions, dataset: Dataset, write_leaderboard: WriteLeaderboard,
+                  resumed: dict[str, Any] | None = None) -> int:
+    """Run the whole benchmark on ``dataset`` (loaded and checked by the caller); returns
+    EXIT_OK or EXIT_ARCHITECTURE_FAILED.
+
+    Except as a worker (which writes no run directory of its own), the caller holds the
+    run directory through ``manifest.claim_run_dir``; ``resumed`` is what that yielded.
 
     Raises:
-        DataError, RunDirError, RegistryError, DistributedError: bad input or settings,
-            before any training.
+        RunDirError, RegistryError, DistributedError: bad settings, before any training.
     """
     started = time.perf_counter()
     clock = timing.Phases()
     set_threads(options.threads)
     accelerator = apply_accelerator(options.budget)
     cluster = Cluster.from_environment(options.role, options.chief_timeout) if options.role else None
-    # Data first: bad data is refused before anything is written.
-    dataset = load_dataset(options.data_request, seed=options.budget.seed)
     budget = options.budget
     splits = make_splits(dataset, budget.val_size, budget.train_size, budget.final_train_size,
                          budget.seed, input_mode=options.input_mode)
+    tracker = make_tracker(options)
     if cluster is not None and not cluster.is_chief:
-        return run_worker(options, splits, cluster)
-    lock = RunLock(options.output / f".{rundir.safe_name(options.name)}.lock", options.run_dir)
-    with lock, timing.recording(clock):
-        manifest = open_manifest(options, dataset, splits)
+        return run_worker(options, splits, cluster, tracker)
+    with timing.recording(clock):
+        manifest = open_manifest(options, dataset, splits, resumed)
         manifest["accelerator"] = accelerator
         digest, record = machine(accelerator)
         manifest.setdefault("machines", {})[digest] = record  # a resume may add another
-        tracker = options.tracker()
         print(f"archbench: {len(options.architectures)} architecture(s), budget {budget.name} "
               f"({budget.hash}), {dataset.name} from {dataset.source}, W&B {tracker.mode}, "
               f"writing {options.run_dir}", flush=True)
@@ -143,7 +150,8 @@ def benchmark_all(
                   flush=True)
             ran += 1
             start = time.perf_counter()
-            bench = ArchitectureBenchmark(name, options, splits, tracker, machine=machine_hash)
+            bench = ArchitectureBenchmark(name, options.shared, splits, tracker,
+                                          machine=machine_hash)
             tuner = _search(place, index, bench, times, prefix)
             if tuner is not None and place.conclude_at_once:
                 _conclude(bench, tuner, times, prefix)

@@ -13,7 +13,7 @@ import grpc
 import keras_tuner as kt
 
 from benchmarks import rundir, timing
-from benchmarks.data.dataset import Splits
+from benchmarks.data.splits import Splits
 from benchmarks.run.architecture import ArchitectureBenchmark
 from benchmarks.run.options import RunOptions, to_argv
 from benchmarks.runtime import interrupt, workarounds
@@ -29,6 +29,7 @@ from benchmarks.search.distributed import (
     free_port_range,
 )
 from benchmarks.search.tuning import Recycle, TrialQuota, TrialRecord
+from benchmarks.tracking.runs import Tracker
 
 
 def worker_argv(options: RunOptions) -> list[str]:
@@ -105,7 +106,7 @@ class ChiefSearch:
         return tuner
 
 
-def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
+def run_worker(options: RunOptions, splits: Splits, cluster: Cluster, tracker: Tracker) -> int:
     """A worker of a distributed search: run the trials the chief hands out, architecture
     after architecture, writing their rows to ``workers/<tuner id>/trials.csv``."""
     run_dir = options.run_dir
@@ -118,7 +119,7 @@ def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
             )
     print(f"archbench: worker {cluster.tuner_id} of {cluster.ip}:{cluster.port}", flush=True)
     try:
-        _train_handed_trials(options, splits, cluster)
+        _train_handed_trials(options, splits, cluster, tracker)
     except Recycle as exc:
         print(f"archbench: worker {cluster.tuner_id} {exc}; exiting to be replaced", flush=True)
         return EXIT_RECYCLE
@@ -131,16 +132,16 @@ def run_worker(options: RunOptions, splits: Splits, cluster: Cluster) -> int:
     return EXIT_OK
 
 
-def _train_handed_trials(options: RunOptions, splits: Splits, cluster: Cluster) -> None:
+def _train_handed_trials(options: RunOptions, splits: Splits, cluster: Cluster,
+                         tracker: Tracker) -> None:
     """Every architecture's search, as this worker's share of it."""
     # A worker waits for its chief as long as the chief waits for its workers.
     workarounds.set_oracle_client_timeout(cluster.timeout)
-    tracker = options.tracker()
     trials = options.run_dir / rundir.WORKERS_DIR / rundir.safe_name(cluster.tuner_id) / rundir.TRIALS
     quota = TrialQuota(options.recycle_after)
     for index, name in enumerate(options.architectures):
         interrupt.check()
-        bench = ArchitectureBenchmark(name, options, splits, tracker, trials, quota)
+        bench = ArchitectureBenchmark(name, options.shared, splits, tracker, trials, quota)
         with cluster.serving(index):
             try:
                 tuner = bench.make_tuner()

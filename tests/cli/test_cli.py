@@ -100,7 +100,7 @@ def test_a_directory_of_something_else_is_not_taken_over(capsys, tmp_path, fashi
 def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
     from benchmarks import rundir
     from benchmarks.budget import make_budget
-    from benchmarks.run.manifest import prepare_run_dir
+    from benchmarks.run.manifest import check_run_dir, prepare_run_dir
     from benchmarks.run.options import RunOptions
 
     def options(overwrite):
@@ -113,10 +113,35 @@ def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
                                               "dataset": {"name": "fashion_mnist"}})
     (old / rundir.TRIALS).write_text("architecture\n")
     with pytest.raises(rundir.RunDirError, match="holds a run with a different budget"):
-        prepare_run_dir(options(overwrite=False))
+        check_run_dir(options(overwrite=False))
     assert (old / rundir.TRIALS).exists(), "a refused run leaves the old one alone"
-    assert prepare_run_dir(options(overwrite=True)) is None, "a new run, nothing to resume"
+    assert check_run_dir(options(overwrite=True)) is None, "a new run, nothing to resume"
+    prepare_run_dir(options(overwrite=True), None)
     assert old.is_dir() and list(old.iterdir()) == []
+
+
+def test_the_run_gets_the_dataset_the_cli_loaded_once_and_holds_its_lock(tmp_path, monkeypatch):
+    from benchmarks.data import sources
+    from benchmarks.run import runner
+
+    loads, seen = [], []
+    real = sources.load_dataset
+    monkeypatch.setattr(sources, "load_dataset",
+                        lambda *args, **kwargs: loads.append(args) or real(*args, **kwargs))
+
+    def run(options, dataset, write_leaderboard, resumed):
+        seen.append((options.lock_path.exists(), dataset, resumed))
+        return 0
+
+    monkeypatch.setattr(runner, "run_benchmark", run)
+    argv = ["run", "--dataset", "digits", "-o", str(tmp_path), "-a", "mlp", "--budget", "smoke",
+            "--wandb-mode", "disabled"]
+    assert main(argv) == 0
+    assert len(loads) == 1 and len(seen) == 1
+    locked, dataset, resumed = seen[0]
+    assert locked, "the run directory's lock is held while the run goes on"
+    assert dataset.name == "digits" and resumed is None
+    assert not (tmp_path / ".digits-smoke.lock").exists(), "and released after it"
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -202,7 +227,7 @@ def test_lost_workers_end_the_run_with_one_line_and_exit_3(capsys, tmp_path, mon
     from benchmarks.run import runner
     from benchmarks.search.distributed import WorkersLost
 
-    def lose(options, write_leaderboard):
+    def lose(*args):
         raise WorkersLost("worker0 died 4 times (last exit code 1); see w.log")
 
     monkeypatch.setattr(runner, "run_benchmark", lose)

@@ -5,14 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from benchmarks.data.dataset import (
-    DataError,
-    DataRequest,
-    Dataset,
-    check_dataset,
-    make_splits,
-    stratified_take,
-)
+from benchmarks.data.dataset import DataError, DataRequest, Dataset, check_dataset
 from benchmarks.data.sources import (
     FASHION_MNIST,
     MNIST,
@@ -21,6 +14,7 @@ from benchmarks.data.sources import (
     load_idx,
     parse_idx,
 )
+from benchmarks.data.splits import make_splits, stratified_take
 from tests.helpers.files import idx_bytes, write_fake_dataset
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks.data import rows as rows_module
-from benchmarks.data.dataset import Dataset, make_splits
+from benchmarks.data.dataset import Dataset
 from benchmarks.data.rows import STREAM_SHARE, Rows, should_stream, to_float
+from benchmarks.data.splits import make_splits
 from tests.helpers import REPO
 
 
@@ -66,13 +67,13 @@ def test_streamed_splits_hold_the_same_images_as_the_in_memory_ones(cached):
 
 
 def test_auto_streams_with_a_notice_when_memory_is_short(cached, monkeypatch):
-    monkeypatch.setattr("benchmarks.data.dataset.available_memory", lambda: 1000)
+    monkeypatch.setattr("benchmarks.data.splits.available_memory", lambda: 1000)
     notices = []
     splits = make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append)
     assert splits.streamed and isinstance(splits.x_final, Rows)
     assert len(notices) == 1 and "training reads them batch by batch" in notices[0]
     assert "--input memory" in notices[0]
-    monkeypatch.setattr("benchmarks.data.dataset.available_memory", lambda: 2**40)
+    monkeypatch.setattr("benchmarks.data.splits.available_memory", lambda: 2**40)
     assert not make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append).streamed
 
 

@@ -1,12 +1,13 @@
-"""Tiny splits and a ready ``ArchitectureBenchmark`` for tests that train."""
+"""Tiny splits, and one architecture benchmarked on them as a run does it."""
 
 from __future__ import annotations
 
 from benchmarks import rundir
 from benchmarks.budget import make_budget
-from benchmarks.data.dataset import Splits
-from benchmarks.run.architecture import ArchitectureBenchmark
+from benchmarks.data.splits import Splits
+from benchmarks.run.manifest import TimeBook
 from benchmarks.run.options import RunOptions
+from benchmarks.run.runner import SearchHere, benchmark_all
 from benchmarks.tracking.runs import Tracker
 from tests.conftest import synthetic_images
 
@@ -27,5 +28,7 @@ def bench(name: str, tmp_path, splits: Splits, wandb_mode: str = "disabled",
                          output=tmp_path, name="t", wandb_mode=wandb_mode)
     options.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(wandb_mode, "p", "t", tmp_path / "w")
-    row = ArchitectureBenchmark(name, options, splits, tracker).run()
+    benchmark_all(options, splits, tracker, TimeBook({}, options.run_dir), SearchHere())
+    row = next(r for r in rundir.read_rows(options.run_dir / rundir.RESULTS)
+               if r["architecture"] == name)
     return row, rundir.read_rows(options.run_dir / rundir.TRIALS)

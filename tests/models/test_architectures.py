@@ -72,7 +72,7 @@ def test_learns_above_chance_after_a_short_training(name, fashion):
     Guards against what a short budget exposes: e.g. batch-norm moving statistics that
     are still at their initial values make every validation score exactly chance.
     """
-    from benchmarks.data.dataset import make_splits
+    from benchmarks.data.splits import make_splits
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)

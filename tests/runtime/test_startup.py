@@ -121,17 +121,6 @@ def test_bad_input_is_refused_before_tensorflow_wandb_or_pandas_load(tmp_path, c
     assert len(done.stderr.splitlines()) == 1, done.stderr
 
 
-def test_a_preloaded_dataset_is_taken_once():
-    from benchmarks.data.dataset import DataRequest
-    from benchmarks.data.sources import load_dataset, preload
-
-    request = DataRequest("digits")
-    loaded = preload(request, seed=1)
-    assert load_dataset(request, seed=1) is loaded
-    again = load_dataset(request, seed=1)
-    assert again is not loaded and (again.x_train == loaded.x_train).all()
-
-
 @pytest.mark.parametrize("argv", [["--help"], pytest.param(["report", "RUN"], marks=pytest.mark.slow)])
 def test_help_and_report_run_without_tensorflow_and_print_none_of_it(tmp_path, argv):
     from tests.helpers.runs import ROWS, make_run

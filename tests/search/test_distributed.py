@@ -77,11 +77,14 @@ def test_serving_points_keras_tuner_at_one_architecture_and_restores(no_cluster_
     assert ID_VAR not in os.environ and PORT_VAR not in os.environ
 
 
-def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path):
+def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path, monkeypatch):
     import dataclasses
 
     from benchmarks.cli.main import options_from_args
 
+    # what LocalWorkers gives each worker's environment; the command line checks it
+    for var, value in ((ID_VAR, "worker0"), (IP_VAR, "127.0.0.1"), (PORT_VAR, "9000")):
+        monkeypatch.setenv(var, value)
     budget = make_budget("smoke", trials=3, lr_max=0.05, augment=True, trial_timeout=60)
     (tmp_path / "data").mkdir()
     options = RunOptions(["mlp", "vgg"], budget, "folder", tmp_path, "n",
