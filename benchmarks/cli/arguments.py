@@ -6,7 +6,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from benchmarks.data.dataset import TEST_FRACTION
 from benchmarks.data.rows import INPUT_MODES, STREAM_SHARE
+from benchmarks.run.options import WANDB_PROJECT
+from benchmarks.search.distributed import DEFAULT_TIMEOUT
 
 EXIT_BAD_INPUT = 2
 
@@ -123,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="run directory name and W&B group (default: DATASET-BUDGET)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
     run.add_argument("--wandb-mode", default="auto", help="auto (online when logged in, else offline), online, offline or disabled")
-    run.add_argument("--wandb-project", default="archbench", help="W&B project (default: archbench)")
+    run.add_argument("--wandb-project", default=WANDB_PROJECT,
+                     help=f"W&B project (default: {WANDB_PROJECT})")
     run.add_argument("--wandb-entity", help="W&B entity (user or team)")
     run.add_argument(
         "--trial-gradients", action="store_true",
@@ -191,8 +195,9 @@ def _add_input_options(run: argparse.ArgumentParser) -> None:
         help="--dataset folder: resize every image to HxW (default: the most common size)",
     )
     run.add_argument(
-        "--test-fraction", type=_number, default=0.2, metavar="F",
-        help="share of a dataset without a test split carved off as its test set (default 0.2)",
+        "--test-fraction", type=_number, default=TEST_FRACTION, metavar="F",
+        help="share of a dataset without a test split carved off as its test set "
+        f"(default {TEST_FRACTION})",
     )
     run.add_argument(
         "--input", choices=INPUT_MODES, default="auto",
@@ -243,7 +248,7 @@ def _add_scale_options(run: argparse.ArgumentParser) -> None:
         "TensorFlow keeps per trained model goes with the process (default 0: never)",
     )
     scale.add_argument(
-        "--chief-timeout", type=_number, default=None, metavar="SECONDS",
+        "--chief-timeout", type=_number, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help="the chief fails an architecture's search when no worker reports for this "
-        "long (default: 3600)",
+        f"long (default: {DEFAULT_TIMEOUT:g})",
     )

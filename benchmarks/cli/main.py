@@ -47,22 +47,20 @@ def run_options(args: argparse.Namespace) -> list:
     return every
 
 
-def options_from_args(args: argparse.Namespace, dataset: str | None = None,
-                      data_dir: Path | None = None, several: bool = False):
-    """The ``RunOptions`` of a parsed ``archbench run`` command line for one dataset
-    (default: its first), checked.
+def options_from_args(args: argparse.Namespace, dataset: str, data_dir: Path | None,
+                      several: bool = False):
+    """The ``RunOptions`` of a parsed ``archbench run`` command line for one of its
+    datasets, checked.
 
     Raises:
         UserError, BudgetError, DataError, TrackingError, RegistryError: bad input.
     """
-    if dataset is None:
-        dataset, data_dir = args.dataset[0], (args.data_dir or [None])[0]
     from benchmarks.budget import make_budget
     from benchmarks.data.dataset import DataRequest
     from benchmarks.data.sources import check_request, dataset_label
     from benchmarks.run.options import RunOptions
     from benchmarks.runtime.backends import requested
-    from benchmarks.search.distributed import DEFAULT_TIMEOUT, Cluster
+    from benchmarks.search.distributed import Cluster
     from benchmarks.tracking.runs import check_mode
     from models.registry import declared_names, resolve
 
@@ -84,7 +82,7 @@ def options_from_args(args: argparse.Namespace, dataset: str | None = None,
         raise UserError("--recycle-after replaces worker processes: use it with --workers N")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
-    timeout = DEFAULT_TIMEOUT if args.chief_timeout is None else args.chief_timeout
+    timeout = args.chief_timeout
     if not timeout > 0:
         raise UserError(f"--chief-timeout must be a positive number of seconds, got {timeout}")
     if args.role is not None:
@@ -269,12 +267,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.against is not None:
         print(_report_against(args))
     else:
-        from benchmarks.rundir import is_run_dir, merge_worker_trials
-
         several = len(args.run_dir) > 1
         for run_dir in args.run_dir:
-            if is_run_dir(run_dir):  # trial rows of workers copied in from other machines
-                merge_worker_trials(run_dir)
+            _merge_workers(run_dir)
             path = write_leaderboard(run_dir, None if several else args.output,
                                      args.allow_mixed_budgets)
             print(path)
@@ -286,15 +281,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_workers(run_dir: Path) -> None:
+    """Into a run directory's ``trials.csv``, the trial rows of workers copied in from other
+    machines (a path that is no run directory is left for the report to refuse)."""
+    from benchmarks.rundir import is_run_dir, merge_worker_trials
+
+    if is_run_dir(run_dir):
+        merge_worker_trials(run_dir)
+
+
 def _report_against(args: argparse.Namespace) -> Path:
     """One run's leaderboard with the section comparing it with another budget's run."""
-    from benchmarks.rundir import is_run_dir, merge_worker_trials
     from reports.agreement import write_leaderboard_against
 
     if len(args.run_dir) > 1:
         raise UserError("--against compares one RUN_DIR with another run directory; give one RUN_DIR")
-    if is_run_dir(args.run_dir[0]):  # as a plain report does
-        merge_worker_trials(args.run_dir[0])
+    _merge_workers(args.run_dir[0])
     return write_leaderboard_against(args.run_dir[0], args.against, args.output,
                                      args.allow_mixed_budgets)
 

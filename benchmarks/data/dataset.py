@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+TEST_FRACTION = 0.2  # of a dataset without a test split, carved off as its test set
 FINITE_CHECK_CHUNK = 4096  # images per np.isfinite pass: memory-mapped arrays stay on disk
 Notice = Callable[[str], None]
 
@@ -30,7 +31,7 @@ class DataRequest:
     name: str = "fashion_mnist"
     data_dir: Path | None = None
     image_size: tuple[int, int] | None = None  # folders: (height, width) to resize to
-    test_fraction: float = 0.2
+    test_fraction: float = TEST_FRACTION
     mirror_invariant: bool = False  # folders and arrays: the user says flips keep the class
 
 

@@ -14,9 +14,11 @@ from typing import Any
 
 from benchmarks import rundir
 from benchmarks.budget import PRESETS, UNUSED_BY, Budget
-from benchmarks.data.dataset import DataRequest
+from benchmarks.data.dataset import TEST_FRACTION, DataRequest
 from benchmarks.data.sources import dataset_label
 from benchmarks.search.distributed import DEFAULT_TIMEOUT
+
+WANDB_PROJECT = "archbench"  # the W&B project of a run not given --wandb-project
 
 
 def _flag(name: str, **kwargs: Any) -> Any:
@@ -34,12 +36,12 @@ class RunOptions:
     name: str = _flag("--name")
     data_dir: Path | None = _flag("--data-dir", default=None)
     image_size: tuple[int, int] | None = _flag("--image-size", default=None)  # (height, width)
-    test_fraction: float = _flag("--test-fraction", default=0.2)
+    test_fraction: float = _flag("--test-fraction", default=TEST_FRACTION)
     input_mode: str = _flag("--input", default="auto")  # splits in memory, streamed, or auto
     mirror_invariant: bool = _flag("--mirror-invariant", default=False)  # folders, arrays
     overwrite: bool = _flag("--overwrite", default=False)
     wandb_mode: str = _flag("--wandb-mode", default="auto")
-    wandb_project: str = _flag("--wandb-project", default="archbench")
+    wandb_project: str = _flag("--wandb-project", default=WANDB_PROJECT)
     wandb_entity: str | None = _flag("--wandb-entity", default=None)
     trial_gradients: bool = _flag("--trial-gradients", default=False)
     # None: one process; "chief" or "worker" of a distributed search

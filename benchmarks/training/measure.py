@@ -157,34 +157,18 @@ def model_size(model: keras.Model) -> tuple[int, int, int]:
     return trainable, total, weight_bytes
 
 
-class _BatchClock(keras.callbacks.Callback):
-    """The time at the end of every training batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ends: list[float] = []
-
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        self.ends.append(time.perf_counter())
-
-
 class Meter:
-    """The speed samples of one compiled model, gathered in rounds so that several models'
+    """The inference speed samples of one model, gathered in rounds so that several models'
     rounds can be interleaved (A, B, C, A, B, C, ...) and a machine's drift falls on all.
 
-    Set-up warms everything up untimed: ``WARMUP_CALLS`` forward calls at batch 1 and
-    256 (compiled with XLA when the training is: ``jit_compile``) and, given labels ``y``,
-    ``TRAIN_WARMUP_BATCHES`` training batches, whose pace sizes the training window to at
-    least ``TRAIN_WINDOW_SECONDS`` (and ``TRAIN_WINDOW_MIN_BATCHES``) over all rounds, as
-    far as ``x`` holds whole batches. Training trains the model further. Without labels
-    (a model whose training speed ``TrainingSpeed`` took) only inference is timed.
+    Set-up warms the forward pass up untimed: ``WARMUP_CALLS`` calls at batch 1 and 256
+    (compiled with XLA when the training is: ``jit_compile``). The training speed is not
+    timed here: ``TrainingSpeed`` takes it from a training's own steps.
     """
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray | None = None,
-                 batch_size: int = 0, jit_compile: bool | None = None) -> None:
+    def __init__(self, model: keras.Model, x: np.ndarray, jit_compile: bool | None = None) -> None:
         if jit_compile is None:
             jit_compile = getattr(model, "jit_compile", False) is True
-        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
         self.forward = backends.forward(model, jit_compile)
         self.single, self.big = _inference_batches(x)
         for _ in range(WARMUP_CALLS):
@@ -192,51 +176,22 @@ class Meter:
             self.forward(self.big)
         self.latency: list[float] = []  # seconds per batch-1 call
         self.batch_calls: list[float] = []  # seconds per batch-256 call
-        self.rates: list[float] = []  # images/s of each timed training batch
-        self.images, self.seconds = 0, 0.0  # of the training windows
-        if y is None:  # inference only
-            return
-        self.whole = max(1, len(x) // batch_size)
-        warmup = min(self.whole, TRAIN_WARMUP_BATCHES) * batch_size
-        clock = _BatchClock()
-        model.fit(x[:warmup], y[:warmup], batch_size=batch_size, epochs=1, verbose=0,
-                  shuffle=False, callbacks=[clock])
-        pace = np.diff(clock.ends)
-        per_batch = float(np.median(pace)) if len(pace) else 1e-3
-        self.window_batches = max(TRAIN_WINDOW_MIN_BATCHES, 1 + TRAIN_WINDOW_SECONDS / per_batch)
 
     def round(self, share: float = 1.0) -> None:
-        """``share`` of every measurement: of the latency and throughput calls, and of the
-        training window."""
+        """``share`` of the latency and throughput calls."""
         self.latency += list(_call_seconds(self.forward, self.single,
                                            max(1, round(LATENCY_CALLS * share)), warmup=0))
         self.batch_calls += list(_call_seconds(self.forward, self.big,
                                                max(1, round(THROUGHPUT_CALLS * share)), warmup=0))
-        if self.y is None:
-            return
-        batches = min(self.whole, max(2, math.ceil(self.window_batches * share)))
-        n = batches * self.batch_size if self.whole >= 2 else len(self.x)
-        clock = _BatchClock()
-        self.model.fit(self.x[:n], self.y[:n], batch_size=self.batch_size, epochs=1, verbose=0,
-                       shuffle=False, callbacks=[clock])
-        if len(clock.ends) >= 2:  # from the end of the first batch: fit's set-up left out
-            self.rates += list(self.batch_size / np.diff(clock.ends))
-            self.images += (len(clock.ends) - 1) * self.batch_size
-            self.seconds += clock.ends[-1] - clock.ends[0]
 
-    def speeds(self, epoch_images: int = 0) -> dict[str, float]:
-        """The speed fields of ``Measurements`` from every round so far; the training
-        fields (``epoch_images``: an epoch's images) only if it trained."""
+    def speeds(self) -> dict[str, float]:
+        """The inference fields of ``Measurements`` from every round so far."""
         latency_ms = np.asarray(self.latency) * 1000.0
-        inference = {
+        return {
             "inference_latency_ms": float(np.median(latency_ms)),
             "inference_images_per_second": THROUGHPUT_BATCH / float(np.median(self.batch_calls)),
             "inference_latency_iqr_ms": _iqr(latency_ms),
         }
-        if self.y is None:
-            return inference
-        return {**training_speeds(self.images, self.seconds, self.rates, epoch_images),
-                **inference}
 
 
 def training_speeds(images: int, seconds: float, rates: list[float],
@@ -286,11 +241,23 @@ class TrainingSpeed(keras.callbacks.Callback):
 def training_throughput(
     model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
 ) -> tuple[float, float]:
-    """Training images per second over one timed window of ``model.fit`` (``Meter``), and
-    the interquartile range of the window's per-batch rates."""
-    meter = Meter(model, x, y, batch_size)
-    meter.round()
-    speeds = meter.speeds(len(x))
+    """Training images per second of ``model.fit`` over one window of whole batches of
+    ``x``, timed as a run's final training is (``TrainingSpeed``), and the interquartile
+    range of its per-step rates. ``TRAIN_WARMUP_BATCHES`` untimed batches trace the step
+    first; their pace sizes the window to at least ``TRAIN_WINDOW_SECONDS`` (and
+    ``TRAIN_WINDOW_MIN_BATCHES``), as far as ``x`` holds whole batches."""
+    whole = max(1, len(x) // batch_size)
+    warmup = TrainingSpeed(batch_size)
+    n = min(whole, TRAIN_WARMUP_BATCHES) * batch_size
+    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=[warmup])
+    per_step = float(np.median(warmup.steps)) if warmup.steps else 1e-3
+    batches = min(whole, max(TRAIN_WINDOW_MIN_BATCHES, math.ceil(1 + TRAIN_WINDOW_SECONDS / per_step)))
+    window = TrainingSpeed(batch_size)
+    n = batches * batch_size if whole >= 2 else len(x)
+    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=[window])
+    speeds = window.speeds(len(x))
     return speeds["train_images_per_second"], speeds["train_images_per_second_iqr"]
 
 
@@ -325,15 +292,15 @@ def _call_seconds(fn, batch, calls: int, warmup: int = WARMUP_CALLS) -> np.ndarr
 
 def inference_speed(model: keras.Model, sample: np.ndarray,
                     jit_compile: bool = False) -> tuple[float, float, float]:
-    """Batch-1 latency (median ms), its interquartile range (ms) and batch-256 throughput
-    (images/s at the median call) of the forward pass (``model.predict`` adds tens of
-    milliseconds of per-call overhead, so the compiled pass of ``backends.forward`` is
-    timed instead)."""
-    forward = backends.forward(model, jit_compile)
-    single, big = _inference_batches(sample)
-    latency = _call_seconds(forward, single, LATENCY_CALLS) * 1000.0
-    per_batch = _call_seconds(forward, big, THROUGHPUT_CALLS)
-    return float(np.median(latency)), _iqr(latency), THROUGHPUT_BATCH / float(np.median(per_batch))
+    """One round of ``Meter``: batch-1 latency (median ms), its interquartile range (ms) and
+    batch-256 throughput (images/s at the median call) of the forward pass (``model.predict``
+    adds tens of milliseconds of per-call overhead, so the compiled pass of
+    ``backends.forward`` is timed instead)."""
+    meter = Meter(model, sample, jit_compile)
+    meter.round()
+    speeds = meter.speeds()
+    return (speeds["inference_latency_ms"], speeds["inference_latency_iqr_ms"],
+            speeds["inference_images_per_second"])
 
 
 def sizes(model: keras.Model, peak_train_memory_mb: float = math.nan) -> Measurements:

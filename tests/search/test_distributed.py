@@ -80,7 +80,7 @@ def test_serving_points_keras_tuner_at_one_architecture_and_restores(no_cluster_
 def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path, monkeypatch):
     import dataclasses
 
-    from benchmarks.cli.main import options_from_args
+    from benchmarks.cli.main import run_options
 
     # what LocalWorkers gives each worker's environment; the command line checks it
     for var, value in ((ID_VAR, "worker0"), (IP_VAR, "127.0.0.1"), (PORT_VAR, "9000")):
@@ -93,7 +93,7 @@ def test_a_worker_gets_the_chiefs_options_back_from_its_command_line(tmp_path, m
                          workers=2, threads=3, chief_timeout=90.0, recycle_after=4)
     argv = worker_argv(options)
     assert argv[:3] == [sys.executable, "-m", "benchmarks.cli"]
-    parsed = options_from_args(build_parser().parse_args(argv[3:]))
+    [parsed] = run_options(build_parser().parse_args(argv[3:]))
     assert parsed == dataclasses.replace(options, role="worker", workers=0, overwrite=False,
                                          threads=None)
     assert parsed.budget.hash == budget.hash

@@ -31,29 +31,54 @@ def test_latency_is_the_median_of_calls_each_waited_for():
     assert np.median(seconds) < SLEEP * 5
 
 
-def test_inference_speed_of_a_model_has_a_median_a_spread_and_a_throughput():
-    import keras
+def test_inference_speed_is_the_median_and_spread_of_timed_calls_after_the_warm_up(monkeypatch):
+    clock, calls = FakeClock(), []
+    single = [0.001, 0.002, 0.003, 0.004]  # seconds of successive batch-1 calls, in turn
 
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(10)])
-    latency, spread, throughput = measure.inference_speed(model, np.zeros((4, 8, 8, 1), "float32"))
-    assert latency > 0 and spread >= 0 and throughput > 0
+    def forward(batch):  # the model's pass on the fake clock: batch 1 or 256
+        calls.append(len(batch))
+        clock.now += single[sum(c == 1 for c in calls) % 4] if len(batch) == 1 else 0.008
+
+    monkeypatch.setattr(measure.backends, "forward", lambda model, jit_compile: forward)
+    monkeypatch.setattr(measure.time, "perf_counter", clock)
+    latency, spread, throughput = measure.inference_speed(None, np.zeros((4, 8, 8, 1), "float32"))
+    assert calls.count(1) == measure.WARMUP_CALLS + measure.LATENCY_CALLS
+    assert calls.count(256) == measure.WARMUP_CALLS + measure.THROUGHPUT_CALLS
+    timed = [single[i % 4] * 1000 for i in range(measure.WARMUP_CALLS + 1,
+                                                measure.WARMUP_CALLS + 1 + measure.LATENCY_CALLS)]
+    assert latency == pytest.approx(np.median(timed))
+    assert spread == pytest.approx(np.percentile(timed, 75) - np.percentile(timed, 25))
+    assert spread > 0 and throughput == pytest.approx(256 / 0.008)
 
 
-def test_training_throughput_is_one_window_of_whole_batches(monkeypatch):
+def test_training_throughput_is_one_window_of_whole_batches_after_the_warm_up(monkeypatch):
     import keras
 
     monkeypatch.setattr(measure, "TRAIN_WINDOW_SECONDS", 0.0)  # the minimum batches decide
+    clock = FakeClock()
+    step_seconds = [0.0]
+
+    class Ticking(keras.callbacks.Callback):  # each step takes step_seconds on the clock
+        def on_train_batch_end(self, batch, logs=None):  # before TrainingSpeed's end
+            clock.now += step_seconds[0]
+
+    monkeypatch.setattr(measure.TrainingSpeed, "clock", clock)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(10)])
     model.compile("adam", "sparse_categorical_crossentropy")
     fits = []
     real_fit = model.fit
-    monkeypatch.setattr(model, "fit", lambda x, *a, **k: fits.append(len(x)) or real_fit(x, *a, **k))
+
+    def fit(x, *args, callbacks=(), **kwargs):
+        fits.append(len(x))
+        step_seconds[0] = 0.5 if len(fits) == 1 else 0.02  # warm-up steps, then the window's
+        return real_fit(x, *args, callbacks=[Ticking(), *callbacks], **kwargs)
+
+    monkeypatch.setattr(model, "fit", fit)
     x, y = np.zeros((1000, 8, 8, 1), "float32"), np.zeros(1000, "int64")
     speed, spread = measure.training_throughput(model, x, y, batch_size=32)
     assert fits == [measure.TRAIN_WARMUP_BATCHES * 32, measure.TRAIN_WINDOW_MIN_BATCHES * 32]
-    assert speed > 0 and spread >= 0
+    assert speed == pytest.approx(32 / 0.02) and spread == pytest.approx(0.0)
 
 
 class FakeClock:
