@@ -16,10 +16,10 @@ SWITCHES = ("auto", "on", "off")
 PRECISIONS = ("auto", "on", "off", "bfloat16")  # on: float16
 SCHEDULES = ("cosine", "constant")
 BUDGET_KINDS = ("epochs", "time")  # what is equal between architectures
-# Fields added after budgets were first hashed: left out of the hash at these values, so
-# that existing run directories keep their hash and can still be resumed.
+# Fields the hash leaves out at these values: a budget at them hashes as one without the
+# fields, so run directories hashed without them keep their hash and can be resumed.
 _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
-                 # the recipe before AdamW and the schedule: Adam at a constant rate
+                 # these recipe values: Adam at a constant rate, no decay, no smoothing
                  "schedule": "constant", "warmup": 0.1, "weight_decay_min": 1e-4,
                  "weight_decay_max": 0.0, "label_smoothing": 0.0,
                  "budget_by": "epochs", "trial_seconds": 0, "final_seconds": 0, "max_params": 0,
@@ -27,12 +27,13 @@ _LATER_FIELDS = {"distribute": "none", "mixed_precision": "auto", "xla": "auto",
 
 
 # What a time budget's seconds count (``recipe.TrainingClock``); part of a time budget's
-# hash, so that a run made when they counted the first step as well is not resumed
-# under the new meaning.
+# hash, so that a run directory hashed without it, whose seconds counted a training's
+# first step too, is not resumed as if they meant this.
 TIME_COUNTS = "training steps after the first"
 # Where each random or Bayesian search's first trial comes from (``tuning.defaults_first``):
-# part of those budgets' hashes, so that a run whose searches began at random draws is not
-# resumed with its remaining architectures starting from their defaults.
+# part of those budgets' hashes, so that a run directory hashed without it, whose searches
+# began at random draws, is not resumed with its remaining architectures starting from
+# their defaults.
 FIRST_TRIAL = "the defaults"
 # The fields a kind of budget does not use: not hashed for epochs, refused as changes.
 UNUSED_BY = {"time": ("epochs", "final_epochs"), "epochs": ("trial_seconds", "final_seconds")}
@@ -55,7 +56,7 @@ class Budget:
     trials: int = 3
     epochs: int = 2
     # Small batches give batch-norm nets enough steps to settle their moving statistics
-    # in short budgets; at 128, two epochs of 3,000 images left them scoring 0.10-0.25.
+    # in short budgets (larger ones leave them near chance; see docs/results/).
     batch_size: int = 32
     train_size: int = 2000
     val_size: int = 1000
@@ -85,7 +86,7 @@ class Budget:
     final_seconds: int = 0
     # The search samples no configuration with more parameters, or more multiply-
     # accumulates per image, than these (0 = no cap): one cap for every architecture, so
-    # that a space reaching WRN-28-10 fits a short budget.
+    # that a space reaching very large networks (WRN-28-10) fits a short budget.
     max_params: int = 0
     max_macs: int = 0
     seed: int = 0
@@ -180,7 +181,7 @@ class Budget:
         }
         if self.tuner != "hyperband":  # Hyperband's brackets are not changed
             fields["first_trial"] = FIRST_TRIAL
-        if self.budget_by == "time":  # its seconds no longer count a training's first step
+        if self.budget_by == "time":  # what its seconds count
             fields["time_counts"] = TIME_COUNTS
         else:  # seconds an epoch budget does not use (a time preset run by epochs)
             for name in UNUSED_BY["epochs"]:
@@ -212,26 +213,25 @@ PRESETS: dict[str, Budget] = {
         name="smoke", trials=1, epochs=1, train_size=512, val_size=256,
         final_train_size=512, final_epochs=1,
     ),
-    # Minutes for the whole registry on a 2-core laptop CPU: the default. Equal training
-    # time, like standard. Each architecture at its defaults: one 5-second trial (the
-    # defaults, every search's first) on 5,000 images, then 40 seconds on the whole split
-    # (under a time budget more images cost nothing and overfit less). A second trial, a
-    # random draw scored after seconds on a few thousand images, cost a compilation and a
-    # validation per architecture and mostly picked noise.
-    # With --budget-by epochs: two one-epoch trials on 3,000 images, then 2 epochs on 12,000
-    # (EPOCH_PLANS). The caps keep the registry's defaults (VGG's 18.3 M multiply-
-    # accumulates the largest) and configurations of their size.
+    # The default: minutes for the whole registry on a laptop CPU. Equal training time,
+    # like standard. Each architecture at its defaults: one trial (the defaults, every
+    # search's first) on 5,000 images, then a final training on the whole split (under a
+    # time budget more images cost nothing and overfit less). One trial only: a random
+    # draw scored after seconds of training costs a compilation and a validation per
+    # architecture and tells little (see docs/results/quick-and-standard.md).
+    # With --budget-by epochs: EPOCH_PLANS' trials and sizes. The caps admit every
+    # architecture's defaults and configurations of their size.
     "quick": Budget(
         name="quick", trials=1, epochs=1, batch_size=64, train_size=5000, val_size=2000,
         final_train_size=0, final_epochs=2, max_params=2_000_000, max_macs=20_000_000,
         budget_by="time", trial_seconds=5, final_seconds=40,
     ),
-    # About an hour for the whole registry on a 2-core CPU, and no more on a faster
+    # About an hour for the whole registry on a small CPU, and no more on a faster
     # machine: equal training time, so that no sampled configuration stretches the run
-    # (training speeds here span 160 to 11,000 images/s, and the cap on multiply-
-    # accumulates does not bound time). Three 30-second trials on 5,000 images, then 200
-    # seconds on the whole split (at 150 s: 48 minutes, simple_cnn 0.913; alone at 200 s,
-    # simple_cnn 0.923); the epoch fields apply with --budget-by epochs.
+    # (training speeds differ by orders of magnitude between architectures, and the cap
+    # on multiply-accumulates does not bound time). Three trials on 5,000 images, then a
+    # longer final training on the whole split (its length chosen from the runs in
+    # docs/results/quick-and-standard.md); the epoch fields apply with --budget-by epochs.
     "standard": Budget(
         name="standard", trials=3, epochs=2, batch_size=64, train_size=5000, val_size=5000,
         final_train_size=0, final_epochs=3, max_params=5_000_000, max_macs=40_000_000,
@@ -247,8 +247,7 @@ PRESETS: dict[str, Budget] = {
 
 # What a preset of time changes when run by epochs (--budget-by epochs): under a time
 # budget more images cost nothing but overfit less; by epochs each one costs its training,
-# so the epoch plan keeps the sizes and trials it was measured with (its hash pinned in
-# the tests).
+# so the epoch plan has its own sizes and trials (its hash is pinned in the tests).
 EPOCH_PLANS: dict[str, dict[str, Any]] = {
     "quick": {"trials": 2, "train_size": 3000, "final_train_size": 12000},
 }

@@ -63,7 +63,7 @@ def rows(report: dict) -> list[list[str]]:
         for key, label in (("mixed_precision_ratio", "float16 mixed precision / float32"),
                            ("bfloat16_ratio", "bfloat16 mixed precision / float32"),
                            ("xla_ratio", "XLA / none")):
-            if key in d:  # bfloat16 measured since it was offered; XLA only on TensorFlow
+            if key in d:  # older reports hold no bfloat16; XLA only on TensorFlow
                 name = key.removesuffix("_ratio")
                 out.append(_ratio_row(f"(d) training images/s, {label} ({_series(d['runs'], name)}"
                                       f" / {_series(d['runs'], 'float32')})", d[key]))

@@ -259,8 +259,8 @@ def random_orders(n: int, count: int, seed: int) -> np.ndarray:
 def permuted_statistics(first: np.ndarray, second: np.ndarray,
                         orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kendall's tau-b and Spearman's rho of ``first`` against ``second[order]`` for every
-    row of ``orders``, vectorised: SciPy's functions take about 1 ms a call, and 8! orders
-    would take a minute. Neither denominator changes under a permutation (tau-b's counts
+    row of ``orders``, vectorised: a SciPy call per order would be slow for the 8! orders
+    of nine architectures. Neither denominator changes under a permutation (tau-b's counts
     of tied pairs, rho's spread of average ranks), so only the numerators are permuted."""
     n = len(first)
     sign_first = np.sign(first[:, None] - first[None, :]).astype(np.int64)

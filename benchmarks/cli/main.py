@@ -107,7 +107,8 @@ def _run_name(name: str | None, dataset: str, budget: str, several: bool) -> str
 
 def cmd_run(args: argparse.Namespace) -> int:
     every = run_options(args)
-    with contextlib.ExitStack() as claims:
+    # from the first lock on, Ctrl-C and SIGTERM stop the command cleanly (the locks released)
+    with interrupt.stop_on_signals(), contextlib.ExitStack() as claims:
         # data files and run directories, checked before the backend loads
         inputs = claim_inputs(every, claims)
         backend = every[0].budget.backend
@@ -160,11 +161,10 @@ def _run_every(every: Sequence, inputs: list[tuple]) -> int:
     from reports.leaderboard import write_leaderboard
 
     codes = []
-    with interrupt.stop_on_signals():
-        for index, (options, (dataset, resumed)) in enumerate(zip(every, inputs, strict=True), 1):
-            if len(every) > 1:
-                print(f"archbench: dataset {index}/{len(every)}: {options.dataset}", flush=True)
-            codes.append(run_benchmark(options, dataset, write_leaderboard, resumed))
+    for index, (options, (dataset, resumed)) in enumerate(zip(every, inputs, strict=True), 1):
+        if len(every) > 1:
+            print(f"archbench: dataset {index}/{len(every)}: {options.dataset}", flush=True)
+        codes.append(run_benchmark(options, dataset, write_leaderboard, resumed))
     if len(every) > 1:
         folder = every[0].output / f"across-datasets-{safe_name(every[0].budget.name)}"
         path = write_across([o.run_dir for o in every], folder / ACROSS_MD)

@@ -114,9 +114,8 @@ def tensorflow_pipeline(batches: Batches):
 
     Why not the ``PyDataset``: Keras reads one through a Python generator in tf.data's
     threads, and a pipeline calling Python (even once an epoch) stays costly after its
-    training: the process's later trainings and speed measurements ran about half as fast
-    on a 2-core CPU, and freeing the pipelines took 8-40 s (measured; README,
-    "Performance").
+    training: it slows the process's later trainings and speed measurements, and freeing
+    it takes long (see docs/results/performance.md).
     """
     import tensorflow as tf
 
@@ -138,11 +137,10 @@ def tensorflow_pipeline(batches: Batches):
     # as Keras' own: no static rewrites (each would re-serialize the pipeline per fit)
     options.experimental_optimization.apply_default_optimizations = False
     # No autotuning thread. The pipeline's iterator lives until the garbage collector frees
-    # it, and freeing it waits for that thread (py-spy: ~Iterator blocked in the thread's
-    # join): a collection that fell in resnet's test pass blocked it over 30 s, in each of
-    # three whole-registry quick runs. Without it tf.data fixes the AUTOTUNE values above
-    # (the cores; a prefetch buffer that grows while training waits): an MLP trained as
-    # fast (measured).
+    # it, and freeing it waits for that thread to join, so a collection that falls inside a
+    # later training or test pass blocks it. Without the thread tf.data fixes the AUTOTUNE
+    # values above (the cores; a prefetch buffer that grows while training waits), which
+    # trains as fast (see docs/results/performance.md).
     options.autotune.enabled = False
     return pipeline.with_options(options).prefetch(tf.data.AUTOTUNE)
 

@@ -218,8 +218,8 @@ class ArchitectureBenchmark:
 @contextlib.contextmanager
 def settled_heap():
     """Leave what is alive now out of the garbage collector's full passes until the block
-    ends: the 400,000-odd objects TensorFlow, Keras and W&B made at import, which every full
-    pass scans again (0.2 s here), and Keras Tuner asks for one before every trial; a
+    ends: the hundreds of thousands of objects TensorFlow, Keras and W&B made at import,
+    which every full pass scans again, and Keras Tuner asks for one before every trial; a
     trial's tracing triggers more. Garbage made inside the block is collected as before."""
     gc.collect()
     gc.freeze()

@@ -6,7 +6,7 @@ where its backend is the one in use: a JAX run never imports TensorFlow.
 
 PyTorch is not offered: its PyPI wheel brings the CUDA libraries (gigabytes) even to a CPU
 machine, beyond what CI installs in its time, and a backend is offered only where its tests
-run (README, "Backends").
+run (docs/guide/backends.md, "PyTorch").
 """
 
 from __future__ import annotations
@@ -193,9 +193,9 @@ def wait_for_steps(model) -> None:
 
     JAX (and TensorFlow on a GPU) runs steps asynchronously: Keras' ``fit`` starts the
     validation pass, and calls its first hook, while training steps are still queued, so
-    a clock read there would charge their time to validation (on JAX on a CPU, half of a
-    DenseNet's epoch). Reading the smallest weight back waits for the last step that wrote
-    it, and each step writes every trainable weight.
+    a clock read there would charge their time to validation (on JAX even on a CPU).
+    Reading the smallest weight back waits for the last step that wrote it, and each step
+    writes every trainable weight.
     """
     import keras
 

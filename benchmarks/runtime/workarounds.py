@@ -1,14 +1,20 @@
-"""Every use of a private Keras Tuner or TensorFlow name, in one place.
+"""The list of every private Keras Tuner, Keras or TensorFlow name archbench uses.
 
-Each entry of ``PRIVATE_NAMES`` says what archbench uses, why, and the versions it was
-written for; ``missing()`` lists the ones the installed versions lack, and a test fails
-loudly on any (tests/test_workarounds.py). Patches are applied by ``install()``, called
-explicitly when a tuner is made, never as a side effect of importing a module.
+The uses themselves live where they are needed: the patches and helpers below, the
+distributed search's chief and worker (benchmarks/search/distributed.py,
+benchmarks/run/workers.py), the tuner's override (benchmarks/search/tuning.py) and the fused
+optimizer (benchmarks/training/optimizers.py); ``PRIVATE_NAMES`` lists each of them, with
+why and the versions it was written for. ``missing()`` lists the ones the installed
+versions lack, and tests/runtime/test_workarounds.py fails loudly on any, and on a private
+name a module of benchmarks/ uses without an entry here. Patches are applied by
+``install()``, called explicitly when a tuner is made, never as a side effect of importing
+a module.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ class PrivateName:
     attribute: str  # dotted below the module
     written_for: str
     why: str
+    set_by: str = ""  # an instance attribute: the method (dotted below the module) setting it
 
 
 PRIVATE_NAMES = [
@@ -43,14 +50,16 @@ PRIVATE_NAMES = [
                 "a worker that cannot build an architecture still answers its chief"),
     PrivateName("keras_tuner.src.protos", "get_service_grpc", KERAS_TUNER,
                 "the chief serves one oracle per architecture on its own port"),
+    PrivateName("keras_tuner.src.protos", "get_proto", KERAS_TUNER,
+                "the STOPPED status by which the chief notes the workers it told to stop"),
     PrivateName("tensorflow.python.framework.ops", "_gradient_registry._registry", TENSORFLOW,
                 "registrations of traced tf.custom_gradient functions dropped between models "
                 "(tensorflow/tensorflow#61791: otherwise every traced training step stays alive)"),
     PrivateName("keras.src.utils.module_utils", "tensorflow._available", KERAS,
                 "set false on jax: Keras would import TensorFlow, where installed, to seed it "
-                "and to check types while saving (seconds of start-up and its log lines)"),
-    # benchmarks/training/optimizers.py: the fused Adam (its slot variables, ``_momentums`` and
-    # ``_velocities``, are read too; tests/test_optimizers.py checks it trains as Keras' does)
+                "and to check types while saving (its start-up time and its log lines)"),
+    # benchmarks/training/optimizers.py: the fused Adam (tests/training/test_optimizers.py
+    # checks it trains as Keras' does)
     PrivateName("keras.src.backend.tensorflow.optimizer", "TFOptimizer._backend_update_step",
                 KERAS, "overridden: every weight's Adam update in one fused kernel"),
     PrivateName("keras.src.backend.tensorflow.optimizer", "TFOptimizer._apply_weight_decay",
@@ -59,18 +68,28 @@ PRIVATE_NAMES = [
                 KERAS, "a weight's slot variables, for the fused update"),
     PrivateName("keras.src.optimizers.base_optimizer", "BaseOptimizer._use_weight_decay",
                 KERAS, "which weights AdamW decays (Keras' exclusions kept)"),
+    PrivateName("keras.src.optimizers.adam", "Adam._momentums", KERAS,
+                "Adam's first-moment slot variables, updated in place by the fused kernel",
+                set_by="Adam.build"),
+    PrivateName("keras.src.optimizers.adam", "Adam._velocities", KERAS,
+                "Adam's second-moment slot variables, updated in place by the fused kernel",
+                set_by="Adam.build"),
 ]
 
 
 def missing() -> list[str]:
-    """The private names the installed versions lack, each with what it was written for."""
+    """The private names the installed versions lack, each with what it was written for
+    (an instance attribute: where the method named to set it does not)."""
     absent = []
     for name in PRIVATE_NAMES:
         try:
             value = importlib.import_module(name.module)
-            for part in name.attribute.split("."):
+            for part in (name.set_by or name.attribute).split("."):
                 value = getattr(value, part)
-        except (ImportError, AttributeError):
+            if name.set_by and f"self.{name.attribute.split('.')[-1]}" not in (
+                    inspect.getsource(value)):
+                raise AttributeError(name.attribute)  # the method does not set it
+        except (ImportError, AttributeError, OSError, TypeError):
             absent.append(f"{name.module}.{name.attribute} (written for {name.written_for})")
     return absent
 
@@ -84,8 +103,8 @@ def install() -> None:
 
 
 def keep_tensorflow_out() -> None:
-    """On a backend other than TensorFlow, Keras no longer imports TensorFlow where it is
-    installed (``keras.utils.set_random_seed`` to seed it too, saving a model to check for
+    """After this, on a backend other than TensorFlow, Keras does not import TensorFlow where
+    it is installed (``keras.utils.set_random_seed`` to seed it too, saving a model to check for
     its shapes): its lazy TensorFlow module says it is not available."""
     from keras.src.utils import module_utils
 
@@ -130,9 +149,8 @@ def release_graphs() -> None:
     which every Keras training step calls) registers its gradient function in TensorFlow's
     global gradient registry under a fresh name, and nothing ever removes it. Its closure
     holds tensors of the traced training step, so every training step a process ever traced
-    stays alive: 5 to 13 MB per trial here, the growth reported in
-    tensorflow/tensorflow#61791. Call this only where no earlier model is used again,
-    before ``clear_session`` for the next model.
+    stays alive: the growth reported in tensorflow/tensorflow#61791. Call this only where no
+    earlier model is used again, before ``clear_session`` for the next model.
     """
     import keras
 

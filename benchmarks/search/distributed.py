@@ -83,7 +83,7 @@ class Cluster:
         if missing:
             raise DistributedError(
                 f"--role {role} needs the environment variable(s) {', '.join(missing)} "
-                "(see the README, 'Several machines')"
+                "(see docs/guide/scaling-out.md, 'Several machines')"
             )
         try:
             port = int(os.environ[PORT_VAR])

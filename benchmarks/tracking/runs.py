@@ -167,7 +167,7 @@ class Tracker:
     @timing.timed(timing.WANDB)
     def finish(run, exit_code: int = 0) -> None:
         """Finish ``run`` (a no-op for None). W&B writes the run's last records before it
-        returns (about 10 ms): a trial's row is written after its run is complete on disk."""
+        returns: a trial's row is written after its run is complete on disk."""
         if run is not None:
             run.get().finish(exit_code=exit_code)
 

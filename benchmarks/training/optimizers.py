@@ -2,14 +2,13 @@
 
 Under TensorFlow, Keras' Adam traces about twenty operations per weight into every
 training step (and AdamW another evaluation of the learning-rate schedule per weight, for
-its decay), and tracing them is most of a model's compilation time: a py-spy profile of
-a DenseNet's first step put two thirds of its tracing in ``update_step``. The fused
-optimizer here does the same arithmetic with TensorFlow's own kernel for it,
-``ResourceApplyAdam`` (one operation per weight, the kernel tf.keras's Adam used), and
-evaluates the learning rate once per step. Same update, same slot variables, same
-saved state: only the graph is smaller. Under tf.distribute (its updates go through the
-strategy), with AMSGrad, for weights that are not float32 or have sparse gradients, and
-on any other backend (JAX compiles the whole step with XLA anyway), Keras' own
+its decay), and tracing them is most of a model's compilation time (see
+docs/results/performance.md, "The fused Adam update"). The fused optimizer here does the
+same arithmetic with TensorFlow's own kernel for it, ``ResourceApplyAdam`` (one operation
+per weight, the kernel tf.keras's Adam used), and evaluates the learning rate once per
+step. Same update, same slot variables, same saved state: only the graph is smaller.
+Under tf.distribute (its updates go through the strategy), with AMSGrad, for weights that
+are not float32 or have sparse gradients, and on any other backend (JAX compiles the whole step with XLA anyway), Keras' own
 implementation runs; there a model saved on TensorFlow loads with Keras' classes.
 """
 

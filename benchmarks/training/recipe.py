@@ -214,10 +214,9 @@ class TrainingClock(keras.callbacks.Callback):
     share of the seconds spent (``warmup_cosine``). ``steps`` counts the steps taken.
 
     Counted: the training steps after a training's first, validation passes aside. The
-    first step carries the tracing and compiling of the step (``timing.COMPILATION``: from
-    about a second for an MLP on a CPU to 25 s for a MobileNet on a GPU); counting it would
-    make a short budget rank how fast each network compiles, not how well it trains in
-    the time.
+    first step carries the tracing and compiling of the step (``timing.COMPILATION``, which
+    differs widely between networks and devices); counting it would make a short budget
+    rank how fast each network compiles, not how well it trains in the time.
     """
 
     clock = staticmethod(time.perf_counter)

@@ -1,6 +1,8 @@
 """Streamed splits: lazy rows of a memory-mapped cache, read batch by batch while training."""
 
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,9 +79,25 @@ def test_auto_streams_with_a_notice_when_memory_is_short(cached, monkeypatch):
     assert not make_splits(_dataset(cached), 8, 20, 0, seed=1, notice=notices.append).streamed
 
 
-def test_available_memory_is_a_positive_number_here():
+def _mem_available() -> int:
+    """MemAvailable of /proc/meminfo, in bytes."""
+    line = next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemAvailable:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="a Linux machine's /proc")
+def test_available_memory_here_is_the_kernels_figure_or_the_cgroups_smaller_one():
+    def expected():  # the kernel's figure, or what the cgroup leaves where that is less
+        left = rows_module._cgroup_memory_left(Path("/proc"), Path("/sys/fs/cgroup"))
+        return min(_mem_available(), left if left is not None else math.inf)
+
+    before = expected()
     available = rows_module.available_memory()
-    assert available is None or available > 0
+    after = expected()
+    assert isinstance(available, int) and available > 0
+    # other processes allocate meanwhile: within a tenth of the figures read either side
+    assert 0.9 * min(before, after) <= available <= 1.1 * max(before, after)
 
 
 def _machine(tmp_path, cgroup_line, files):
@@ -107,6 +125,28 @@ def test_available_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path,
                                                                       files, expected):
     proc, cgroups = _machine(tmp_path, cgroup_line, files)
     assert rows_module.available_memory(proc, cgroups) == expected
+
+
+def test_available_memory_without_memavailable_is_the_free_pages_and_else_unknown(tmp_path,
+                                                                                 monkeypatch):
+    proc, cgroups = _machine(tmp_path, "0::/job", {"job/memory.max": "max"})
+    (proc / "meminfo").write_text("MemTotal: 25000000 kB\nMemFree: 1000 kB\n")  # an old kernel
+    pages = {"SC_AVPHYS_PAGES": 300, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(rows_module.os, "sysconf", lambda name: pages[name])
+    assert rows_module.available_memory(proc, cgroups) == 300 * 4096
+    (cgroups / "job" / "memory.max").write_text("1000000")
+    (cgroups / "job" / "memory.current").write_text("999000")
+    assert rows_module.available_memory(proc, cgroups) == 1000, "the cgroup leaves less"
+    (cgroups / "job" / "memory.current").write_text("2000000")
+    assert rows_module.available_memory(proc, cgroups) == 0, "over its limit: nothing left"
+
+    def unknown(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(rows_module.os, "sysconf", unknown)
+    (proc / "meminfo").unlink()
+    (cgroups / "job" / "memory.max").write_text("max")
+    assert rows_module.available_memory(proc, cgroups) is None
 
 
 def epoch_orders(images, labels, batch_size, seed, epochs=3):
@@ -213,7 +253,7 @@ def test_arrays_on_tensorflow_reach_fit_as_a_pipeline_of_whole_shuffled_batches(
     args, kwargs = fit_arguments((images, labels), {"validation_data": (images, labels),
                                                     "batch_size": 99}, 8)
     assert isinstance(args[0], tf.data.Dataset)
-    # freeing an autotuned pipeline's iterator waited for its threads (README, Performance)
+    # freeing an autotuned pipeline's iterator waits for its thread (streaming.py says why)
     assert args[0].options().autotune.enabled is False, "no autotuning thread"
     assert kwargs == {"validation_data": (images, labels), "validation_batch_size": 8,
                       "steps_per_epoch": 6, "shuffle": False}

@@ -275,8 +275,9 @@ def test_changed_budget_on_the_same_directory_is_refused(smoke_run, fashion_dir)
 
 
 def test_a_second_run_on_a_directory_in_use_is_refused(tmp_path, fashion_dir):
-    # The first run has far more trials than the test waits for: it holds its lock while
-    # the second command starts TensorFlow and reaches the lock, then it is interrupted.
+    # The first run has far more trials than the test waits for: it holds its lock from
+    # before TensorFlow starts; the second command is refused at the lock, then the first is
+    # interrupted (during TensorFlow's start or its training: either stops it cleanly).
     argv = ["run", "--budget", "smoke", "-a", "mlp", "--trials", "500", "-o", str(tmp_path),
             "--name", "busy", "--data-dir", str(fashion_dir), "--wandb-mode", "disabled"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

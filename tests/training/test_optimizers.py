@@ -109,7 +109,7 @@ def test_the_fused_step_traces_far_fewer_operations():
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "loaded_as"), [("tensorflow", "FusedAdamW"), ("jax", "AdamW")])
 def test_a_saved_model_loads_with_its_optimizer_and_state(tmp_path, backend, loaded_as):
-    """As the README says: in a fresh process, ``import benchmarks.training.recipe`` first; on JAX
+    """As docs/guide/run.md says: in a fresh process, ``import benchmarks.training.recipe`` first; on JAX
     the fused classes load as Keras' own."""
     model = _trained(optimizers.adam(_schedule(), 0.05), epochs=1)
     model.save(tmp_path / "m.keras")

@@ -192,20 +192,36 @@ def test_a_time_budget_does_not_count_the_first_step_which_compiles(monkeypatch)
     assert history.steps_run == 6, "1 step compiling, then 5 steps of 1 s"
 
 
-@pytest.mark.slow  # a search and a final training: 7 s
-def test_a_time_budget_trial_completes_with_its_steps_recorded(tmp_path):
+@pytest.mark.slow  # a search and a final training
+def test_a_time_budget_trial_completes_with_its_steps_recorded(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks.training.recipe import TrainingClock
     from tests.helpers.training import bench, tiny_splits
 
+    now = [0.0]  # every training step takes a quarter of a second; validation none
+    step_end = TrainingClock.on_train_batch_end
+
+    def quarter_second_step(self, batch, logs=None):
+        now[0] += 0.25
+        step_end(self, batch, logs)
+
+    monkeypatch.setattr(TrainingClock, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(TrainingClock, "on_train_batch_end", quarter_second_step)
     budget = make_budget("smoke", trials=2, batch_size=32, train_size=64, val_size=32,
-                         final_train_size=64, budget_by="time", trial_seconds=1, final_seconds=1)
+                         final_train_size=64, budget_by="time", trial_seconds=1, final_seconds=2)
     row, trials = bench("mlp", tmp_path, tiny_splits(), budget=budget)
     assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
     for trial in trials:
-        assert int(trial["steps_run"]) >= 1 and float(trial["score"]) >= 0
-        epochs = int(trial["epochs_run"])
-        assert (epochs - 1) * 2 < int(trial["steps_run"]) <= epochs * 2, "2 steps per epoch"
-    assert row["status"] == "ok" and int(row["final_steps_run"]) >= 1
-    assert int(row["final_epochs_run"]) >= 1
+        # the first step (compilation) is not counted: 1 s is 4 more steps, 5 in all; at 2
+        # steps per epoch the 5th is the first of a 3rd epoch, which still validates
+        assert (int(trial["steps_run"]), int(trial["epochs_run"])) == (5, 3)
+        history = json.loads(trial["val_accuracy_history"])
+        assert len(history) == 3 and all(0.0 <= v <= 1.0 for v in history)
+        assert float(trial["score"]) == pytest.approx(max(history), abs=1e-6)
+    # the final training: 1 step, then 2 s of 8 steps; its 9th step begins a 5th epoch
+    assert row["status"] == "ok"
+    assert (row["final_steps_run"], row["final_epochs_run"]) == ("9", "5")
 
 
 def test_a_time_budget_needs_its_seconds_and_no_hyperband():
