@@ -131,9 +131,11 @@ class Budget:
                 raise BudgetError(f"{name} must be a positive number, got {value!r}")
         if self.lr_min > self.lr_max:
             raise BudgetError(f"lr_min ({self.lr_min}) is larger than lr_max ({self.lr_max})")
+        self._check_time_and_caps()
         self._check_recipe()
 
-    def _check_recipe(self) -> None:
+    def _check_time_and_caps(self) -> None:
+        """The budget's kind and its seconds, and the caps on a network's size."""
         if self.budget_by not in BUDGET_KINDS:
             raise BudgetError(f"unknown budget_by {self.budget_by!r}; choose one of "
                               f"{', '.join(BUDGET_KINDS)}")
@@ -146,6 +148,9 @@ class Budget:
         if self.budget_by == "time" and self.tuner == "hyperband":
             raise BudgetError("budget_by time cannot go with the hyperband tuner, which "
                               "hands out epochs; choose random or bayesian, or budget_by epochs")
+
+    def _check_recipe(self) -> None:
+        """The shared training recipe: schedule, warm-up, label smoothing, weight decay."""
         if self.schedule not in SCHEDULES:
             raise BudgetError(f"unknown schedule {self.schedule!r}; choose one of "
                               f"{', '.join(SCHEDULES)}")
