@@ -1,4 +1,4 @@
-"""Sessions: tests (default), benchmark, report, lint. `nox -l` lists them."""
+"""Sessions: tests (default), benchmark, report, lint, perf, docs. `nox -l` lists them."""
 
 import nox
 

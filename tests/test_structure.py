@@ -123,8 +123,13 @@ def modules_importing_test_modules(root: Path = ROOT) -> list[str]:
     found = []
     for path in sorted((root / "tests").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.ImportFrom) and node.module
-                    and node.module.split(".")[-1].startswith("test_")):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n.startswith("tests.") and n.split(".")[-1].startswith("test_") for n in names):
                 found.append(str(path.relative_to(root)))
                 break
     return found
@@ -251,4 +256,7 @@ def test_no_test_module_imports_another(tmp_path):
     (tmp_path / "tests" / "a").mkdir(parents=True)
     (tmp_path / "tests" / "a" / "test_x.py").write_text("from tests.b.test_y import make\n")
     (tmp_path / "tests" / "a" / "test_z.py").write_text("from tests.helpers.runs import make\n")
-    assert modules_importing_test_modules(tmp_path) == ["tests/a/test_x.py"]
+    (tmp_path / "tests" / "a" / "test_v.py").write_text("from tests.b import test_y\n")
+    (tmp_path / "tests" / "a" / "test_w.py").write_text("import tests.b.test_y\n")
+    assert modules_importing_test_modules(tmp_path) == ["tests/a/test_v.py", "tests/a/test_w.py",
+                                                        "tests/a/test_x.py"]

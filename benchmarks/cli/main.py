@@ -40,10 +40,10 @@ def run_options(args: argparse.Namespace) -> list:
         raise UserError("--role takes part in one dataset's search; give one --dataset")
     every = [options_from_args(args, name, path, several=len(datasets) > 1)
              for name, path in zip(datasets, data_dirs, strict=True)]
-    names = [o.name for o in every]
-    if len(set(names)) < len(names):
-        raise UserError(f"two datasets would share a run directory ({', '.join(names)}); "
-                        "give each dataset once")
+    run_dirs = [o.run_dir for o in every]
+    if len(set(run_dirs)) < len(run_dirs):
+        raise UserError(f"two datasets would share a run directory ({', '.join(map(str, run_dirs))}); "
+                        "give each dataset once, or files of other names")
     return every
 
 
@@ -131,14 +131,10 @@ def claim_inputs(every: Sequence, claims: contextlib.ExitStack) -> list[tuple]:
     from benchmarks.data.sources import load_dataset
     from benchmarks.run.manifest import claim_run_dir
 
-    inputs = []
-    for options in every:
-        dataset = load_dataset(options.data_request, options.budget.seed)
-        resumed = None
-        if options.role != "worker":  # a worker writes no run directory of its own
-            resumed = claims.enter_context(claim_run_dir(options))
-        inputs.append((dataset, resumed))
-    return inputs
+    datasets = [load_dataset(o.data_request, o.budget.seed) for o in every]  # all, then claims
+    # a worker writes no run directory of its own
+    return [(dataset, claims.enter_context(claim_run_dir(o)) if o.role != "worker" else None)
+            for o, dataset in zip(every, datasets, strict=True)]
 
 
 def _resolve_imported(args: argparse.Namespace, every: Sequence) -> None:
@@ -161,10 +157,13 @@ def _run_every(every: Sequence, inputs: list[tuple]) -> int:
     from reports.leaderboard import write_leaderboard
 
     codes = []
-    for index, (options, (dataset, resumed)) in enumerate(zip(every, inputs, strict=True), 1):
+    for index, options in enumerate(every, 1):
         if len(every) > 1:
             print(f"archbench: dataset {index}/{len(every)}: {options.dataset}", flush=True)
+        dataset, resumed = inputs[index - 1]
+        inputs[index - 1] = None  # a finished dataset's memory is free for the next
         codes.append(run_benchmark(options, dataset, write_leaderboard, resumed))
+        del dataset
     if len(every) > 1:
         folder = every[0].output / f"across-datasets-{safe_name(every[0].budget.name)}"
         path = write_across([o.run_dir for o in every], folder / ACROSS_MD)

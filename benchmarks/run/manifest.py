@@ -70,9 +70,9 @@ def claim_run_dir(options: RunOptions) -> Iterator[dict[str, Any] | None]:
         yield check_run_dir(options)
 
 
-def prepare_run_dir(options: RunOptions, resumed: dict[str, Any] | None) -> None:
-    """Create the run directory checked by :func:`check_run_dir` (``resumed``: what it
-    returned), emptied first by ``--overwrite``, and make sure it can be written.
+def prepare_run_dir(options: RunOptions) -> None:
+    """Create the run directory that :func:`check_run_dir` checked, emptied first by
+    ``--overwrite``, and make sure it can be written.
 
     Raises:
         RunDirError: it cannot be written.
@@ -253,7 +253,7 @@ def open_manifest(options: RunOptions, dataset: Dataset, splits: Splits,
                   resumed: dict[str, Any] | None) -> dict[str, Any]:
     """A new manifest, or the resumed run's (``resumed``, from :func:`claim_run_dir`),
     checked against this command's dataset."""
-    prepare_run_dir(options, resumed)
+    prepare_run_dir(options)
     manifest = resumed
     if manifest is None:
         manifest = new_manifest(options, dataset, splits)

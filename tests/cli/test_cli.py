@@ -52,6 +52,31 @@ def test_bad_run_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
     assert not (tmp_path / "runs").exists(), "nothing may be written for bad input"
 
 
+def test_a_bad_later_dataset_is_refused_before_any_run_directory_is_claimed(capsys, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip archive")
+    np.savez(tmp_path / "good.npz", x_train=np.zeros((20, 8, 8), np.uint8),
+             y_train=np.arange(20) % 2, x_test=np.zeros((10, 8, 8), np.uint8),
+             y_test=np.arange(10) % 2)
+    code, _, err = run_cli(capsys, "run", "-o", str(tmp_path / "runs"), "--dataset", "digits",
+                           "npz", "--data-dir", "-", str(bad), "--budget", "smoke")
+    assert code == EXIT_BAD_INPUT and str(bad) in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists(), "digits' run directory was not claimed either"
+
+
+def test_two_files_whose_run_directories_coincide_are_refused_at_once(capsys, tmp_path):
+    for folder, name in (("one", "a b.npz"), ("two", "a_b.npz")):  # both run in a_b-smoke
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / name, x_train=np.zeros((20, 8, 8), np.uint8),
+                 y_train=np.arange(20) % 2, x_test=np.zeros((10, 8, 8), np.uint8),
+                 y_test=np.arange(10) % 2)
+    code, _, err = run_cli(capsys, "run", "-o", str(tmp_path / "runs"), "--dataset", "npz", "npz",
+                           "--data-dir", str(tmp_path / "one" / "a b.npz"),
+                           str(tmp_path / "two" / "a_b.npz"), "--budget", "smoke")
+    assert code == EXIT_BAD_INPUT and "two datasets would share a run directory" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_non_finite_images_are_one_line_and_exit_2_before_anything_is_written(
     capsys, tmp_path, fashion_dir, monkeypatch
 ):
@@ -116,7 +141,7 @@ def test_overwrite_replaces_a_run_directory_and_only_with_the_flag(tmp_path):
         check_run_dir(options(overwrite=False))
     assert (old / rundir.TRIALS).exists(), "a refused run leaves the old one alone"
     assert check_run_dir(options(overwrite=True)) is None, "a new run, nothing to resume"
-    prepare_run_dir(options(overwrite=True), None)
+    prepare_run_dir(options(overwrite=True))
     assert old.is_dir() and list(old.iterdir()) == []
 
 

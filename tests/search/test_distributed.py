@@ -32,8 +32,6 @@ from benchmarks.search.distributed import (
 from benchmarks.search.tuning import Recycle, TrialQuota
 from tests.helpers import REPO
 
-REPO = REPO
-
 
 @pytest.fixture
 def no_cluster_env(monkeypatch):
