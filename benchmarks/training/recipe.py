@@ -199,13 +199,19 @@ def check_model(model: Any, name: str, num_classes: int) -> None:
         )
 
 
+def cosine_decay(peak, rest, cos=math.cos):
+    """The schedule after its warm-up: ``peak`` at ``rest`` 0 down to 0 at ``rest`` 1 along a
+    half cosine (``cos``: ``math.cos`` for a number, ``keras.ops.cos`` for a tensor)."""
+    return 0.5 * peak * (1.0 + cos(math.pi * rest))
+
+
 def warmup_cosine(progress: float, peak: float, warmup: float) -> float:
     """The learning rate after ``progress`` (0 to 1) of a training: linear from 0 to
-    ``peak`` over the first ``warmup`` share, then a cosine down to 0 at 1."""
+    ``peak`` over the first ``warmup`` share, then ``cosine_decay`` down to 0 at 1
+    (``WarmupCosine`` is the same schedule over steps)."""
     if progress < warmup:
         return peak * progress / warmup
-    rest = min(1.0, (progress - warmup) / (1.0 - warmup))
-    return 0.5 * peak * (1.0 + math.cos(math.pi * rest))
+    return cosine_decay(peak, min(1.0, (progress - warmup) / (1.0 - warmup)))
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -255,8 +261,9 @@ class TrainingClock(keras.callbacks.Callback):
 @keras.saving.register_keras_serializable(package="archbench")
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     """``peak`` reached linearly over ``warmup_steps`` (step 0 already trains, at
-    ``peak / warmup_steps``), then a cosine from ``peak`` down to 0 at ``total_steps``;
-    0 after that."""
+    ``peak / warmup_steps``), then ``cosine_decay`` from ``peak`` down to 0 at
+    ``total_steps``; 0 after that. ``warmup_cosine`` is the same schedule over a share of
+    a time budget."""
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int) -> None:
         self.peak, self.warmup_steps = float(peak), int(warmup_steps)
@@ -265,10 +272,10 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
         warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
-        progress = keras.ops.clip((step - self.warmup_steps)
-                                  / (self.total_steps - self.warmup_steps), 0.0, 1.0)
-        cosine = 0.5 * self.peak * (1.0 + keras.ops.cos(math.pi * progress))
-        return keras.ops.where(step < self.warmup_steps, warm, cosine)
+        rest = keras.ops.clip((step - self.warmup_steps)
+                              / (self.total_steps - self.warmup_steps), 0.0, 1.0)
+        return keras.ops.where(step < self.warmup_steps, warm,
+                               cosine_decay(self.peak, rest, keras.ops.cos))
 
     @classmethod
     def over(cls, peak: float, warmup: float, steps: int) -> WarmupCosine:
