@@ -77,6 +77,7 @@ def load_run(run_dir: Path) -> RunData:
             seed_accuracy[arch] = right.groupby(predictions["seed"]).mean().tolist()
             first = predictions[predictions["seed"] == predictions["seed"].min()].sort_values("sample")
             correct[arch] = (first["label"] == first["predicted"]).to_numpy()
+    _check_predictions(results, seed_accuracy, run_dir)
     return RunData(
         manifest=rundir.read_json(run_dir / rundir.MANIFEST),
         results=results,
@@ -84,6 +85,28 @@ def load_run(run_dir: Path) -> RunData:
         correct=correct,
         seed_accuracy=seed_accuracy,
     )
+
+
+def _check_predictions(results: pd.DataFrame, seed_accuracy: dict[str, list[float]],
+                       run_dir: Path) -> None:
+    """Each test accuracy in ``results.csv`` is the one its predictions file gives (the mean
+    over its seeds), so the tests, which read the predictions, test what is ranked.
+
+    Raises:
+        ReportError: naming the architecture, both figures and the file.
+    """
+    for row in results.to_dict("records") if not results.empty else []:
+        arch, accuracies = row["architecture"], seed_accuracy.get(row["architecture"])
+        try:
+            reported = float(row.get("test_accuracy", "nan"))
+        except ValueError:
+            continue
+        if accuracies and not math.isnan(reported) and abs(reported - np.mean(accuracies)) > 1e-6:
+            path = rundir.predictions_path(run_dir, arch).relative_to(run_dir)
+            raise ReportError(
+                f"{arch}'s test accuracy in {rundir.RESULTS} ({reported:.4f}) is not that of "
+                f"{path} ({np.mean(accuracies):.4f}); the run directory was edited or mixed "
+                "with another run's files: rerun the architecture (delete its results row)")
 
 
 def check_budgets(data: RunData, allow_mixed: bool) -> None:
@@ -112,8 +135,9 @@ def check_budgets(data: RunData, allow_mixed: bool) -> None:
 
 
 def ranked(data: RunData) -> pd.DataFrame:
-    """Successful architectures, best test accuracy first, with rank, interval and Pareto flag."""
-    ok = data.results[data.results["status"] == "ok"].copy()
+    """Successful architectures with a test accuracy, best first, with rank, interval and
+    Pareto flag."""
+    ok = data.results[(data.results["status"] == "ok") & data.results["test_accuracy"].notna()].copy()
     ok = ok.sort_values(["test_accuracy", "total_params"], ascending=[False, True], kind="stable")
     ok = ok.reset_index(drop=True)
     ok.insert(0, "rank", range(1, len(ok) + 1))
@@ -129,8 +153,9 @@ def ranked(data: RunData) -> pd.DataFrame:
 
 def _interval(row: pd.Series, test_size: int) -> tuple[float, float]:
     seeds = 1 if math.isnan(row["final_seeds"]) else int(row["final_seeds"])
-    if seeds > 1:
+    if seeds > 1 and row["test_accuracy_std"] > 0:
         return seed_interval(row["test_accuracy"], row["test_accuracy_std"], seeds)
+    # one seed, or seeds that agree: the test images' sampling is what is left to count
     return wilson_interval(row["test_accuracy"], test_size)
 
 
@@ -290,12 +315,16 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
               f" unless flagged: {equal_part(data.manifest)}.{cap_sentence(data.manifest)}", "",
               parity_table(data), ""]
     parts += time_section(data.manifest)
-    for status, heading in (("failed", "Failed architectures"),
-                            (rundir.NOT_APPLICABLE, "Not applicable to this input")):
-        rows = data.results[data.results["status"] == status]
+    results = data.results
+    for heading, rows, why in (
+            ("Failed architectures", results[results["status"] == "failed"], None),
+            ("Not ranked", results[(results["status"] == "ok") & results["test_accuracy"].isna()],
+             "no test accuracy in results.csv"),
+            ("Not applicable to this input", results[results["status"] == rundir.NOT_APPLICABLE],
+             None)):
         if not rows.empty:
             parts += [f"## {heading}", ""]
-            parts += [f"- {md_escape(r['architecture'])}: {md_escape(r['error'])}"
+            parts += [f"- {md_escape(r['architecture'])}: {md_escape(why or r['error'])}"
                       for _, r in rows.iterrows()]
             parts.append("")
     if plots:

@@ -31,9 +31,10 @@ def wilson_interval(accuracy: float, n: int) -> tuple[float, float]:
 
 
 def seed_interval(mean: float, std: float, seeds: int) -> tuple[float, float]:
-    """95% Student t interval of a mean over ``seeds`` independent final trainings."""
+    """95% Student t interval of a mean over ``seeds`` independent final trainings, within
+    [0, 1] (an accuracy cannot leave it)."""
     half = float(scipy_stats.t.ppf(0.975, seeds - 1)) * std / math.sqrt(seeds)
-    return mean - half, mean + half
+    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 def mcnemar_exact(only_first: int, only_second: int) -> float:
@@ -77,10 +78,24 @@ class PairedComparison:
     detectable: float | None = None
 
     @property
+    def testable(self) -> bool:
+        """Whether the test could be computed (Welch's cannot without any spread)."""
+        return not math.isnan(self.p_value)
+
+    @property
+    def _p(self) -> float:
+        return self.p_value if self.p_adjusted is None else self.p_adjusted
+
+    @property
     def significant(self) -> bool:
         """The best is better, beyond chance after the correction (the sign counts)."""
-        p = self.p_value if self.p_adjusted is None else self.p_adjusted
-        return self.difference > 0 and p < SIGNIFICANCE
+        return self.difference > 0 and self._p < SIGNIFICANCE
+
+    @property
+    def reversed(self) -> bool:
+        """The other is better on what the test compared, beyond chance after the correction
+        (possible when the test compares first seeds and the ranking means)."""
+        return self.difference < 0 and self._p < SIGNIFICANCE
 
 
 def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> PairedComparison:
@@ -125,11 +140,12 @@ def mcnemar_detectable(discordant: int, n: int) -> float | None:
 def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
     """Welch's t-test on the test accuracies of independent final trainings (one per seed):
     it accounts for the seed-to-seed spread that a test on one pair of models ignores."""
-    result = scipy_stats.ttest_ind(best, other, equal_var=False)
     difference = float(np.mean(best) - np.mean(other))
-    if math.isnan(result.pvalue):  # no spread on either side
-        return PairedComparison(None, None, difference, difference, difference,
-                                0.0 if difference else 1.0, WELCH)
+    if np.ptp(best) == 0 and np.ptp(other) == 0:  # no spread on either side: undefined
+        return PairedComparison(None, None, difference, math.nan, math.nan, math.nan, WELCH)
+    result = scipy_stats.ttest_ind(best, other, equal_var=False)
+    if math.isnan(result.pvalue):
+        return PairedComparison(None, None, difference, math.nan, math.nan, math.nan, WELCH)
     interval = result.confidence_interval(1 - SIGNIFICANCE)
     return PairedComparison(None, None, difference, float(interval.low), float(interval.high),
                             float(result.pvalue), WELCH,
@@ -137,11 +153,13 @@ def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, kept monotone, capped at 1)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
+    """Holm-Bonferroni adjusted p-values (step-down, kept monotone, capped at 1); a NaN (a
+    test that could not be computed) stays NaN and is not counted among the tests."""
+    tested = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    order = sorted(tested, key=lambda i: p_values[i])
+    adjusted, running = [math.nan] * len(p_values), 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
 

@@ -34,7 +34,7 @@ def significance(table: pd.DataFrame, correct: dict[str, np.ndarray],
             tests[arch] = compare_seeds(seeds[top], seeds[arch])
         elif arch in correct and len(correct[arch]) == len(correct[top]):
             tests[arch] = compare_paired(correct[top], correct[arch])
-    adjusted = holm([t.p_value for t in tests.values()])
+    adjusted = holm([t.p_value for t in tests.values()])  # a NaN (untestable) stays NaN
     return {arch: dataclasses.replace(t, p_adjusted=p)
             for (arch, t), p in zip(tests.items(), adjusted, strict=True)}
 
@@ -44,10 +44,10 @@ def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> list[str
     if table.empty:
         return ["No architecture produced a result."]
     top = table.iloc[0]
-    tied = [arch for arch, t in tests.items() if not t.significant]
+    untested = [a for a in table["architecture"].iloc[1:] if a not in tests]
     lines = [f"- **Most accurate**: {md_escape(top['architecture'])} "
-             f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tied, tests, len(table))
-             + _scope_text(tests)]
+             f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tests, untested)
+             + _scope_text(table, tests)]
     criteria = [
         ("Fastest at inference", "inference_latency_ms", "inference_latency_iqr_ms", True,
          "{:.2f} ms per image at batch 1"),
@@ -80,22 +80,42 @@ def _criterion_line(table: pd.DataFrame, label: str, column: str, spread: str | 
         cost = f"; {top['test_accuracy'] - row['test_accuracy']:.4f} less test accuracy than the most accurate"
     others = [f"{md_escape(table.iloc[i]['architecture'])} ({fmt.format(values[i])})"
               for i, near in enumerate(close) if near and i != best]
-    noise = (f"; within its measurement noise (overlapping interquartile ranges): "
-             f"{', '.join(others)}" if others else "")
+    kind = ("within its measurement noise (overlapping interquartile ranges)" if spread
+            else "the same count")
+    noise = f"; {kind}: {', '.join(others)}" if others else ""
     return f"- **{label}**: {md_escape(row['architecture'])} ({fmt.format(row[column])}{cost}){noise}"
 
 
-def _tie_text(tied: list[str], tests: dict[str, PairedComparison], n: int) -> str:
-    if n > 1 and not tests:
+def _tie_text(tests: dict[str, PairedComparison], untested: list[str]) -> str:
+    """What the tests against the most accurate say: whom it beats, who is tied with it,
+    who is better on what the test compared, and who could not be tested."""
+    if untested and not tests:
         return "; no paired predictions, so significance was not tested"
     kinds = " and ".join(sorted({t.test for t in tests.values()}))
-    if not tied:
-        return (f"; it beats every other architecture ({kinds}, Holm-adjusted p < "
-                f"{SIGNIFICANCE})") if n > 1 else ""
-    names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm {tests[a].p_adjusted:.3f}; "
-                      f"{_detectable_text(tests[a])})" for a in tied)
-    return (f"; **no significant difference** from {names} ({kinds}): the order among them "
-            "may be noise")
+    beaten = [a for a, t in tests.items() if t.significant]
+    better = [a for a, t in tests.items() if t.reversed]
+    spreadless = [a for a, t in tests.items() if not t.testable]
+    tied = [a for a, t in tests.items() if t.testable and not t.significant and not t.reversed]
+    parts = []
+    if beaten and not (tied or better or spreadless or untested):
+        parts.append(f"it beats every other architecture ({kinds}, Holm-adjusted p < {SIGNIFICANCE})")
+    elif beaten:
+        parts.append(f"it beats {', '.join(map(md_escape, beaten))} ({kinds}, Holm-adjusted "
+                     f"p < {SIGNIFICANCE})")
+    if tied:
+        names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm "
+                          f"{tests[a].p_adjusted:.3f}; {_detectable_text(tests[a])})" for a in tied)
+        parts.append(f"**no significant difference** from {names} ({kinds}): the order among "
+                     "them may be noise")
+    for arch in better:
+        parts.append(f"{md_escape(arch)} is more accurate on the compared predictions "
+                     f"({tests[arch].test}, Holm p = {tests[arch].p_adjusted:.3g}): the ranking "
+                     "by mean and the test disagree")
+    if spreadless:
+        parts.append(f"{', '.join(map(md_escape, spreadless))}: no spread between the seeds of "
+                     "either, so Welch's test is undefined and nothing is claimed")
+    parts += [f"{md_escape(a)} was not tested (no per-image predictions)" for a in untested]
+    return "".join(f"; {part}" for part in parts)
 
 
 def _detectable_text(test: PairedComparison) -> str:
@@ -105,11 +125,18 @@ def _detectable_text(test: PairedComparison) -> str:
     return f"it detects differences of {test.detectable:.4f} or more"
 
 
-def _scope_text(tests: dict[str, PairedComparison]) -> str:
-    if any(t.test == MCNEMAR for t in tests.values()):
-        return (". With one final training per architecture, the test covers the sampling of "
-                "the test images, not training randomness: another seed may reorder them")
-    return ""
+def _scope_text(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
+    """What a McNemar test covers: which test images were drawn, not training randomness;
+    where the ranked means are over several seeds, only each one's first final training."""
+    if not any(t.test == MCNEMAR for t in tests.values()):
+        return ""
+    seeds = table.set_index("architecture")["final_seeds"].fillna(1)
+    if (seeds > 1).any():
+        return (". Where an architecture has one final training, the test compares the first "
+                "final training of each on the test images, not the means ranked here; it "
+                "covers the sampling of the test images, not training randomness")
+    return (". With one final training per architecture, the test covers the sampling of "
+            "the test images, not training randomness: another seed may reorder them")
 
 
 def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
@@ -120,7 +147,7 @@ def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) 
             "-" if t.only_other is None else t.only_other,
             f"{t.difference:+.4f} [{t.low:+.4f}, {t.high:+.4f}]", f"{t.p_value:.4g}",
             f"{t.p_adjusted:.4g}", "-" if t.detectable is None else f"{t.detectable:.4f}",
-            f"{best} wins" if t.significant else "no significant difference",
+            _row_verdict(t, best),
         ]
         for arch, t in tests.items()
     ]
@@ -128,3 +155,11 @@ def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) 
                "accuracy difference [95% CI]", "p", "p (Holm)", "smallest detectable",
                "verdict"]
     return markdown_table(rows, headers)
+
+
+def _row_verdict(test: PairedComparison, best: str) -> str:
+    if not test.testable:
+        return "not testable"
+    if test.significant:
+        return f"{best} wins"
+    return "the other is more accurate" if test.reversed else "no significant difference"

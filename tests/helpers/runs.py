@@ -65,3 +65,9 @@ def make_dataset_run(tmp_path, dataset, rows, budget_hash=HASH):
     rundir.write_json(run / rundir.MANIFEST, data)
     rundir.write_rows(run / rundir.RESULTS, rundir.RESULT_COLUMNS, rows)
     return run
+
+
+def write_seed_predictions(run, arch, accuracies, n=100):
+    rows = [{"seed": seed, "sample": i, "label": 0, "predicted": 0 if i < round(acc * n) else 1,
+             "confidence": 0.9} for seed, acc in enumerate(accuracies) for i in range(n)]
+    rundir.write_rows(run / rundir.PREDICTIONS_DIR / f"{arch}.csv", rundir.PREDICTION_COLUMNS, rows)

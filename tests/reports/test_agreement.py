@@ -173,11 +173,12 @@ def test_the_cheap_run_is_found_whichever_comes_first(two_budgets):
 
 def test_the_cheap_pick_is_judged_by_the_expensive_verdict(two_budgets):
     cheap, expensive = two_budgets
-    best = np.array([True] * 93 + [False] * 7)
-    tied, beaten = best.copy(), best.copy()
-    tied[:3], tied[93] = False, True  # 3 against 1: exact McNemar p = 0.625
-    beaten[:20] = False  # 20 against 0
-    for arch, correct in (("a", best), ("b", tied), ("c", beaten), ("only_expensive", best)):
+    best = np.array([True] * 95 + [False] * 5)  # only_expensive: 0.95, as its results row
+    a, tied, beaten = best.copy(), best.copy(), best.copy()
+    a[:5] = False  # 0.90: 5 against 0, exact McNemar p = 0.0625
+    tied[:9], tied[95:97] = False, True  # 0.88: 9 against 2, p = 0.065
+    beaten[:15] = False  # 0.80: 15 against 0
+    for arch, correct in (("a", a), ("b", tied), ("c", beaten), ("only_expensive", best)):
         write_predictions(expensive, arch, correct)
     part = section(write_leaderboard_against(expensive, cheap).read_text())
     # under standard only_expensive is the most accurate, and a, b and c are measured against it
@@ -189,9 +190,9 @@ def test_the_verdicts_winner_among_the_compared(tmp_path):
     rows = [r for r in expensive_rows() if r["architecture"] != "only_expensive"]
     cheap = make_budget_run(tmp_path, "q", QUICK, CHEAP, cheap_rows())
     expensive = make_budget_run(tmp_path, "s", STANDARD, EXPENSIVE, rows)
-    best = np.array([True] * 93 + [False] * 7)
+    best = np.array([True] * 90 + [False] * 10)  # a: 0.90, as its results row
     tied = best.copy()
-    tied[:3], tied[93] = False, True
+    tied[:3], tied[90] = False, True  # b: 0.88, 3 against 1
     write_predictions(expensive, "a", best)
     write_predictions(expensive, "b", tied)
     part = section(write_leaderboard_against(expensive, cheap).read_text())

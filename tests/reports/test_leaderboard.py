@@ -15,7 +15,15 @@ from reports.leaderboard import ReportError, load_run, md_escape, render, write_
 from reports.stats import compare_paired, mcnemar_exact, pareto_optimal, wilson_interval
 from reports.wandb_source import runs_to_data
 from tests.conftest import table_rows
-from tests.helpers.runs import HASH, ROWS, make_run, manifest, result, write_predictions
+from tests.helpers.runs import (
+    HASH,
+    ROWS,
+    make_run,
+    manifest,
+    result,
+    write_predictions,
+    write_seed_predictions,
+)
 
 
 def test_not_applicable_architectures_have_their_own_section(tmp_path):
@@ -138,7 +146,8 @@ def test_pareto_set():
 
 
 def test_significance_calls_a_noisy_win_a_tie(tmp_path):
-    run = make_run(tmp_path, ROWS)
+    accuracy = {"big_net": 0.93, "mid_net": 0.91, "small_net": 0.74}  # as the predictions say
+    run = make_run(tmp_path, [{**r, "test_accuracy": accuracy.get(r["architecture"])} for r in ROWS])
     best, mid = correctness(3, 1, 90, 6)  # p = 0.625: tied
     _, small = correctness(20, 0, 74, 6)  # p < 0.001: a real win
     write_predictions(run, "big_net", best)
@@ -156,12 +165,6 @@ def test_significance_calls_a_noisy_win_a_tie(tmp_path):
     # 14 to 5: 0.064), so (15 - 4) / 100; 4 disagreeing can never be (4 to 0: p 0.125)
     assert rows["small\\_net"][7] == "0.1100" and rows["mid\\_net"][7] == "-"
     assert float(rows["small\\_net"][6]) == pytest.approx(2 * float(rows["small\\_net"][5]), rel=1e-3)
-
-
-def write_seed_predictions(run, arch, accuracies, n=100):
-    rows = [{"seed": seed, "sample": i, "label": 0, "predicted": 0 if i < round(acc * n) else 1,
-             "confidence": 0.9} for seed, acc in enumerate(accuracies) for i in range(n)]
-    rundir.write_rows(run / rundir.PREDICTIONS_DIR / f"{arch}.csv", rundir.PREDICTION_COLUMNS, rows)
 
 
 def test_with_several_seeds_the_verdict_follows_the_mean_and_its_seed_test(tmp_path):
