@@ -93,15 +93,20 @@ def _tie_text(tests: dict[str, PairedComparison], untested: list[str]) -> str:
         return "; no paired predictions, so significance was not tested"
     kinds = " and ".join(sorted({t.test for t in tests.values()}))
     beaten = [a for a, t in tests.items() if t.significant]
+    # one final training: a claim about the trained models on this test set, not the architectures
+    models = any(t.test == MCNEMAR for t in tests.values())
+    subject, other = (("its trained model beats", "the trained model of ") if models
+                      else ("it beats", ""))
     better = [a for a, t in tests.items() if t.reversed]
     spreadless = [a for a, t in tests.items() if not t.testable]
     tied = [a for a, t in tests.items() if t.testable and not t.significant and not t.reversed]
     parts = []
     if beaten and not (tied or better or spreadless or untested):
-        parts.append(f"it beats every other architecture ({kinds}, Holm-adjusted p < {SIGNIFICANCE})")
+        whom = "every other trained model on this test set" if models else "every other architecture"
+        parts.append(f"{subject} {whom} ({kinds}, Holm-adjusted p < {SIGNIFICANCE})")
     elif beaten:
-        parts.append(f"it beats {', '.join(map(md_escape, beaten))} ({kinds}, Holm-adjusted "
-                     f"p < {SIGNIFICANCE})")
+        parts.append(f"{subject} {other}{', '.join(map(md_escape, beaten))} ({kinds}, "
+                     f"Holm-adjusted p < {SIGNIFICANCE})")
     if tied:
         names = ", ".join(f"{md_escape(a)} (p = {tests[a].p_value:.3f}, Holm "
                           f"{tests[a].p_adjusted:.3f}; {_detectable_text(tests[a])})" for a in tied)
@@ -135,8 +140,10 @@ def _scope_text(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
         return (". Where an architecture has one final training, the test compares the first "
                 "final training of each on the test images, not the means ranked here; it "
                 "covers the sampling of the test images, not training randomness")
-    return (". With one final training per architecture, the test covers the sampling of "
-            "the test images, not training randomness: another seed may reorder them")
+    return (". With one final training per architecture, this is a claim about the trained "
+            "models on this test set, not about the architectures: the test covers the sampling "
+            "of the test images, not training randomness, and another seed may reorder them; "
+            "two or more final seeds (--final-seeds 3) let the test count it")
 
 
 def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
@@ -161,5 +168,5 @@ def _row_verdict(test: PairedComparison, best: str) -> str:
     if not test.testable:
         return "not testable"
     if test.significant:
-        return f"{best} wins"
+        return f"{best} wins" if test.test != MCNEMAR else f"{best}'s trained model is more accurate"
     return "the other is more accurate" if test.reversed else "no significant difference"

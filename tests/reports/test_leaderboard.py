@@ -159,7 +159,11 @@ def test_significance_calls_a_noisy_win_a_tie(tmp_path):
     assert "not training randomness" in text, "one seed: the verdict says what it covers"
     rows = {r[0]: r for r in table_rows(text, "## Is the win real?")}
     assert rows["mid\\_net"][-1] == "no significant difference"
-    assert rows["small\\_net"][-1] == "big\\_net wins"
+    assert rows["small\\_net"][-1] == "big\\_net's trained model is more accurate"
+    line = next(x for x in text.splitlines() if x.startswith("- **Most accurate**"))
+    assert "its trained model beats the trained model of small\\_net" in line
+    assert "a claim about the trained models on this test set, not about the architectures" in line
+    assert "wins" not in line and "beats every other architecture" not in line
     assert rows["small\\_net"][1:4] == ["exact McNemar", "19", "0"]
     # 19 disagreeing of 100 images: 15 to 4 is the closest split still significant (p 0.019;
     # 14 to 5: 0.064), so (15 - 4) / 100; 4 disagreeing can never be (4 to 0: p 0.125)
