@@ -102,7 +102,7 @@ def _tie_text(tests: dict[str, PairedComparison], untested: list[str]) -> str:
     tied = [a for a, t in tests.items() if t.testable and not t.significant and not t.reversed]
     parts = []
     if beaten and not (tied or better or spreadless or untested):
-        whom = "every other trained model on this test set" if models else "every other architecture"
+        whom = "every other trained model" if models else "every other architecture"
         parts.append(f"{subject} {whom} ({kinds}, Holm-adjusted p < {SIGNIFICANCE})")
     elif beaten:
         parts.append(f"{subject} {other}{', '.join(map(md_escape, beaten))} ({kinds}, "
