@@ -26,7 +26,7 @@ from reports.stats import (
     seed_interval,
     wilson_interval,
 )
-from reports.verdict import significance, significance_table, verdict
+from reports.verdict import possibly_best, significance, significance_table, verdict
 
 NUMERIC_RESULTS = [
     "val_accuracy", "test_accuracy", "test_accuracy_std", "test_loss", "final_seeds",
@@ -281,8 +281,9 @@ def render(data: RunData, plots: dict[str, str] | None = None, allow_mixed_budge
     check_budgets(data, allow_mixed_budgets)
     table = ranked(data)
     tests = significance(table, data.correct, data.seed_accuracy)
+    members = possibly_best(table, data.correct, data.seed_accuracy)
     parts = [f"# archbench leaderboard: {md_escape(data.manifest['name'])}", "",
-             *header(data.manifest), "", "## Verdict", "", *verdict(table, tests)]
+             *header(data.manifest), "", "## Verdict", "", *verdict(table, tests, members)]
     order = list(table["architecture"]) if not table.empty else []
     curves = expected_best_curves(data.trials)
     warning = reorder_warning(curves, order)

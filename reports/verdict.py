@@ -30,24 +30,69 @@ def significance(table: pd.DataFrame, correct: dict[str, np.ndarray],
     top = table.at[0, "architecture"]
     tests = {}
     for arch in table["architecture"].iloc[1:]:
-        if len(seeds.get(top, [])) > 1 and len(seeds.get(arch, [])) > 1:
-            tests[arch] = compare_seeds(seeds[top], seeds[arch])
-        elif arch in correct and len(correct[arch]) == len(correct[top]):
-            tests[arch] = compare_paired(correct[top], correct[arch])
+        test = pairwise_test(top, arch, correct, seeds)
+        if test is not None:
+            tests[arch] = test
     adjusted = holm([t.p_value for t in tests.values()])  # a NaN (untestable) stays NaN
     return {arch: dataclasses.replace(t, p_adjusted=p)
             for (arch, t), p in zip(tests.items(), adjusted, strict=True)}
 
 
-def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> list[str]:
+def pairwise_test(first: str, second: str, correct: dict[str, np.ndarray],
+                  seeds: dict[str, list[float]]) -> PairedComparison | None:
+    """The test of ``first`` against ``second`` that ``significance`` uses: Welch's t over
+    their seeds when both have two or more, else the exact McNemar test on the first final
+    training's predictions; None when they have no comparable predictions."""
+    if len(seeds.get(first, [])) > 1 and len(seeds.get(second, [])) > 1:
+        return compare_seeds(seeds[first], seeds[second])
+    if first in correct and second in correct and len(correct[first]) == len(correct[second]):
+        return compare_paired(correct[first], correct[second])
+    return None
+
+
+def possibly_best(table: pd.DataFrame, correct: dict[str, np.ndarray],
+                  seeds: dict[str, list[float]]) -> list[str]:
+    """The architectures no other is shown more accurate than: every pair tested, Holm over
+    all of the pairs, so the set stays valid although the best is picked after looking. An
+    architecture without predictions cannot be shown worse and stays in."""
+    names = list(table["architecture"])
+    pairs = [(a, b, pairwise_test(a, b, correct, seeds))
+             for i, a in enumerate(names) for b in names[i + 1:]]
+    pairs = [(a, b, t) for a, b, t in pairs if t is not None]
+    adjusted = holm([t.p_value for _, _, t in pairs])
+    worse = set()
+    for (a, b, test), p in zip(pairs, adjusted, strict=True):
+        if p < SIGNIFICANCE and test.difference != 0:  # NaN (untestable) never is
+            worse.add(b if test.difference > 0 else a)
+    return [name for name in names if name not in worse]
+
+
+def possibly_best_line(table: pd.DataFrame, members: list[str],
+                       tests: dict[str, PairedComparison]) -> str:
+    """The headline: the possibly-best set, one architecture only when the set has one."""
+    models = any(t.test == MCNEMAR for t in tests.values())
+    what = "trained models" if models else "architectures"
+    rule = (f"not shown less accurate than any other in a pairwise test, Holm-adjusted over "
+            f"all {len(table) * (len(table) - 1) // 2} pairs, p < {SIGNIFICANCE}")
+    names = ", ".join(md_escape(m) for m in members)
+    if len(table) < 2:
+        return f"- **Possibly best**: {names} (the only one ranked)"
+    if len(members) == 1:
+        return f"- **Possibly best** ({rule}): **{names}** alone of the {what} compared"
+    return f"- **Possibly best** ({rule}): {names}; the data do not tell these {what} apart"
+
+
+def verdict(table: pd.DataFrame, tests: dict[str, PairedComparison],
+            members: list[str] | None = None) -> list[str]:
     """A few lines naming the winner of each criterion and what it costs."""
     if table.empty:
         return ["No architecture produced a result."]
     top = table.iloc[0]
     untested = [a for a in table["architecture"].iloc[1:] if a not in tests]
-    lines = [f"- **Most accurate**: {md_escape(top['architecture'])} "
-             f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tests, untested)
-             + _scope_text(table, tests)]
+    lines = [possibly_best_line(table, members, tests)] if members is not None else []
+    lines.append(f"- **Most accurate**: {md_escape(top['architecture'])} "
+                 f"(test accuracy {top['test_accuracy']:.4f})" + _tie_text(tests, untested)
+                 + _scope_text(table, tests))
     criteria = [
         ("Fastest at inference", "inference_latency_ms", "inference_latency_iqr_ms", True,
          "{:.2f} ms per image at batch 1"),

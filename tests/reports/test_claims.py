@@ -106,3 +106,40 @@ def test_an_exact_tie_of_parameter_counts_is_called_a_tie_not_noise(tmp_path):
     run = make_run(tmp_path, [result("a", 0.92, 1_000, 1, 1), result("b", 0.80, 1_000, 1, 1)])
     line = next(x for x in render(load_run(run)).splitlines() if x.startswith("- **Smallest**"))
     assert "noise" not in line and "the same count: b" in line
+
+
+def _possibly_best(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("- **Possibly best**"))
+
+
+def test_the_possibly_best_set_keeps_one_within_noise_and_drops_one_beyond_it(tmp_path):
+    """a 0.93, b 0.92 (4 images against 3: noise), c 0.80 (shown worse than both)."""
+    a = np.array([True] * 93 + [False] * 7)
+    b, c = a.copy(), a.copy()
+    b[:4], b[93:96] = False, True  # 0.92
+    c[:13] = False  # 0.80
+    run = make_run(tmp_path, [result("a", 0.93, 10, 1, 1), result("b", 0.92, 10, 1, 1),
+                              result("c", 0.80, 10, 1, 1)])
+    for arch, right in (("a", a), ("b", b), ("c", c)):
+        write_predictions(run, arch, right)
+    line = _possibly_best(render(load_run(run)))
+    assert line.endswith("3 pairs, p < 0.05): a, b; the data do not tell these trained models apart")
+
+
+def test_the_possibly_best_set_names_one_only_when_it_has_one_member(tmp_path):
+    a = np.array([True] * 95 + [False] * 5)
+    b = a.copy()
+    b[:20] = False  # 20 against 0
+    run = make_run(tmp_path, [result("a", 0.95, 10, 1, 1), result("b", 0.75, 10, 1, 1)])
+    write_predictions(run, "a", a)
+    write_predictions(run, "b", b)
+    assert "**a** alone of the trained models compared" in _possibly_best(render(load_run(run)))
+
+
+def test_the_possibly_best_set_holds_whoever_could_not_be_tested(tmp_path):
+    run = make_run(tmp_path, [result("a", 0.95, 10, 1, 1), result("b", 0.75, 10, 1, 1),
+                              result("c", 0.70, 10, 1, 1)])
+    write_predictions(run, "a", [True] * 95 + [False] * 5)
+    write_predictions(run, "b", [False] * 20 + [True] * 75 + [False] * 5)
+    line = _possibly_best(render(load_run(run)))
+    assert line.endswith(": a, c; the data do not tell these trained models apart")
