@@ -1,8 +1,8 @@
 """The statistics behind the leaderboard's claims: intervals, McNemar, Welch, Holm, Pareto,
 and the rank agreement of two scorings (Kendall, Spearman, permutation p-values).
 
-Distributions come from SciPy (Student t quantiles, Welch's test, Kendall's tau-b and
-Spearman's rho); the exact McNemar test is summed here in log space.
+Distributions come from SciPy (Student t quantiles, Welch's test, the binomial tail of the
+exact McNemar test, Kendall's tau-b and Spearman's rho).
 """
 
 from __future__ import annotations
@@ -50,15 +50,7 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     n = only_first + only_second
     if n == 0:
         return 1.0
-    k = min(only_first, only_second)
-    # Summed in log space: exact integer binomials of thousands of test images take seconds.
-    log_terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(k + 1)
-    ]
-    top = max(log_terms)
-    tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
-    return min(1.0, 2 * tail)
+    return min(1.0, 2 * float(scipy_stats.binom.cdf(min(only_first, only_second), n, 0.5)))
 
 
 @dataclass(frozen=True)
@@ -113,28 +105,36 @@ def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> Paire
     b = int(np.sum(best_correct & ~other_correct))
     c = int(np.sum(~best_correct & other_correct))
     if b + c:
-        share = scipy_stats.binomtest(b, b + c).proportion_ci(1 - SIGNIFICANCE, "exact")
-        low, high = ((b + c) * (2 * share.low - 1) / n, (b + c) * (2 * share.high - 1) / n)
+        share_low, share_high = clopper_pearson(b, b + c)
+        low, high = ((b + c) * (2 * share_low - 1) / n, (b + c) * (2 * share_high - 1) / n)
     else:
-        unseen = scipy_stats.binomtest(0, n).proportion_ci(1 - SIGNIFICANCE, "exact").high
+        unseen = clopper_pearson(0, n)[1]
         low, high = -unseen, unseen
     return PairedComparison(b, c, (b - c) / n, low, high, mcnemar_exact(b, c),
                             detectable=mcnemar_detectable(b + c, n))
 
 
+def clopper_pearson(successes: int, trials: int) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) 95% interval of a binomial proportion, from the beta
+    quantiles (what ``scipy.stats.binomtest(...).proportion_ci("exact")`` finds by root
+    search, in closed form)."""
+    alpha = SIGNIFICANCE / 2
+    low = 0.0 if successes == 0 else float(
+        scipy_stats.beta.ppf(alpha, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(
+        scipy_stats.beta.ppf(1 - alpha, successes + 1, trials - successes))
+    return low, high
+
+
 def mcnemar_detectable(discordant: int, n: int) -> float | None:
     """The smallest accuracy difference ``(b - c) / n`` with ``b + c = discordant`` that the
     exact McNemar test calls significant; None when even ``discordant`` to 0 would not be."""
-    if mcnemar_exact(discordant, 0) >= SIGNIFICANCE:
+    minority = np.arange(discordant // 2 + 1)  # every split c of the discordant images
+    p_values = np.minimum(1.0, 2 * scipy_stats.binom.cdf(minority, discordant, 0.5))
+    significant = np.flatnonzero(p_values < SIGNIFICANCE)  # the tail grows with c
+    if discordant == 0 or not len(significant):
         return None
-    low, high = 0, discordant // 2  # the largest minority count c that is still significant
-    while low < high:
-        middle = (low + high + 1) // 2
-        if mcnemar_exact(discordant - middle, middle) < SIGNIFICANCE:
-            low = middle
-        else:
-            high = middle - 1
-    return (discordant - 2 * low) / n
+    return (discordant - 2 * int(significant[-1])) / n
 
 
 def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:

@@ -143,3 +143,14 @@ def test_the_possibly_best_set_holds_whoever_could_not_be_tested(tmp_path):
     write_predictions(run, "b", [False] * 20 + [True] * 75 + [False] * 5)
     line = _possibly_best(render(load_run(run)))
     assert line.endswith(": a, c; the data do not tell these trained models apart")
+
+
+@pytest.mark.parametrize("successes,trials", [(0, 12), (1, 12), (4, 12), (12, 12), (333, 997)])
+def test_the_closed_form_exact_interval_is_scipys_root_search(successes, trials):
+    from scipy import stats as scipy_stats
+
+    from reports.stats import clopper_pearson
+
+    expected = scipy_stats.binomtest(successes, trials).proportion_ci(0.95, "exact")
+    assert clopper_pearson(successes, trials) == pytest.approx((expected.low, expected.high),
+                                                               abs=1e-10)
