@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 
 Z_95 = 1.959963984540054
 SIGNIFICANCE = 0.05
+POWER = 0.8  # the probability of finding a difference that "powered" differences are found with
 MCNEMAR = "exact McNemar"
 WELCH = "Welch t over seeds"
 
@@ -65,9 +66,12 @@ class PairedComparison:
     p_value: float
     test: str = MCNEMAR
     p_adjusted: float | None = None  # Holm-corrected over the winner's comparisons
-    # The smallest accuracy difference this test could have called significant (p < 0.05)
-    # with the same discordant images (McNemar) or the same spread (Welch); None: none could.
+    # The critical difference: the smallest accuracy difference this test could have called
+    # significant (p < 0.05) with the same discordant images (McNemar) or the same spread
+    # (Welch); None: none could. A true difference of that size is missed nearly half the time.
     detectable: float | None = None
+    # The true difference the test finds with POWER probability, under the same conditions.
+    powered: float | None = None
 
     @property
     def testable(self) -> bool:
@@ -111,7 +115,8 @@ def compare_paired(best_correct: np.ndarray, other_correct: np.ndarray) -> Paire
         unseen = clopper_pearson(0, n)[1]
         low, high = -unseen, unseen
     return PairedComparison(b, c, (b - c) / n, low, high, mcnemar_exact(b, c),
-                            detectable=mcnemar_detectable(b + c, n))
+                            detectable=mcnemar_detectable(b + c, n),
+                            powered=mcnemar_powered(b + c, n))
 
 
 def clopper_pearson(successes: int, trials: int) -> tuple[float, float]:
@@ -129,12 +134,29 @@ def clopper_pearson(successes: int, trials: int) -> tuple[float, float]:
 def mcnemar_detectable(discordant: int, n: int) -> float | None:
     """The smallest accuracy difference ``(b - c) / n`` with ``b + c = discordant`` that the
     exact McNemar test calls significant; None when even ``discordant`` to 0 would not be."""
+    critical = _critical_minority(discordant)
+    return None if critical is None else (discordant - 2 * critical) / n
+
+
+def _critical_minority(discordant: int) -> int | None:
+    """The largest minority count of ``discordant`` images that the exact McNemar test still
+    calls significant; None when even none is not."""
     minority = np.arange(discordant // 2 + 1)  # every split c of the discordant images
     p_values = np.minimum(1.0, 2 * scipy_stats.binom.cdf(minority, discordant, 0.5))
     significant = np.flatnonzero(p_values < SIGNIFICANCE)  # the tail grows with c
-    if discordant == 0 or not len(significant):
+    return int(significant[-1]) if discordant and len(significant) else None
+
+
+def mcnemar_powered(discordant: int, n: int) -> float | None:
+    """The true accuracy difference ``(2q - 1) * discordant / n`` (``q``: the share of the
+    discordant images that the better one gets right) that the exact McNemar test finds
+    with probability ``POWER`` among ``discordant`` images; None when none can be found."""
+    critical = _critical_minority(discordant)
+    if critical is None:
         return None
-    return (discordant - 2 * int(significant[-1])) / n
+    # P(Binomial(d, p) <= k) = POWER at p = the beta quantile below; p is 1 - q
+    other = float(scipy_stats.beta.ppf(1 - POWER, critical + 1, discordant - critical))
+    return discordant * (1 - 2 * other) / n
 
 
 def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
@@ -147,9 +169,11 @@ def compare_seeds(best: list[float], other: list[float]) -> PairedComparison:
     if math.isnan(result.pvalue):
         return PairedComparison(None, None, difference, math.nan, math.nan, math.nan, WELCH)
     interval = result.confidence_interval(1 - SIGNIFICANCE)
+    critical = float(interval.high - interval.low) / 2  # t quantile x standard error
+    t_critical = float(scipy_stats.t.ppf(1 - SIGNIFICANCE / 2, result.df))
+    powered = critical * (t_critical + float(scipy_stats.t.ppf(POWER, result.df))) / t_critical
     return PairedComparison(None, None, difference, float(interval.low), float(interval.high),
-                            float(result.pvalue), WELCH,
-                            detectable=float(interval.high - interval.low) / 2)
+                            float(result.pvalue), WELCH, detectable=critical, powered=powered)
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -10,6 +10,7 @@ import pandas as pd
 from reports.markdown import markdown_table, md_escape
 from reports.stats import (
     MCNEMAR,
+    POWER,
     SIGNIFICANCE,
     PairedComparison,
     compare_paired,
@@ -172,7 +173,8 @@ def _detectable_text(test: PairedComparison) -> str:
     """What the test could have seen: the smallest difference it would call significant."""
     if test.detectable is None:
         return "too few differing results for any difference to be detectable"
-    return f"it detects differences of {test.detectable:.4f} or more"
+    return (f"a true difference of its critical {test.detectable:.4f} is missed nearly half "
+            f"the time; one of {test.powered:.4f} is found {POWER:.0%} of the time")
 
 
 def _scope_text(table: pd.DataFrame, tests: dict[str, PairedComparison]) -> str:
@@ -199,13 +201,13 @@ def significance_table(table: pd.DataFrame, tests: dict[str, PairedComparison]) 
             "-" if t.only_other is None else t.only_other,
             f"{t.difference:+.4f} [{t.low:+.4f}, {t.high:+.4f}]", f"{t.p_value:.4g}",
             f"{t.p_adjusted:.4g}", "-" if t.detectable is None else f"{t.detectable:.4f}",
-            _row_verdict(t, best),
+            "-" if t.powered is None else f"{t.powered:.4f}", _row_verdict(t, best),
         ]
         for arch, t in tests.items()
     ]
     headers = ["against", "test", f"only {best} right", "only the other right",
-               "accuracy difference [95% CI]", "p", "p (Holm)", "smallest detectable",
-               "verdict"]
+               "accuracy difference [95% CI]", "p", "p (Holm)", "critical difference",
+               f"found with {POWER:.0%} power", "verdict"]
     return markdown_table(rows, headers)
 
 

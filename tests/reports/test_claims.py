@@ -154,3 +154,24 @@ def test_the_closed_form_exact_interval_is_scipys_root_search(successes, trials)
     expected = scipy_stats.binomtest(successes, trials).proportion_ci(0.95, "exact")
     assert clopper_pearson(successes, trials) == pytest.approx((expected.low, expected.high),
                                                                abs=1e-10)
+
+
+def test_the_powered_difference_is_found_with_80_percent_probability_the_critical_half():
+    """Item 6: 'smallest detectable' was a critical value; beside it now stands the
+    difference found with 80% power, by its definition."""
+    from scipy import stats as scipy_stats
+
+    from reports.stats import compare_paired, compare_seeds
+
+    best = np.array([True] * 15 + [False] * 4 + [True] * 74 + [False] * 7)
+    other = np.array([False] * 15 + [True] * 4 + [True] * 74 + [False] * 7)
+    test = compare_paired(best, other)  # 19 disagreeing of 100: 15 to 4 still significant
+    assert test.detectable == pytest.approx(0.11)
+    q = (1 + test.powered * 100 / 19) / 2  # the better one's share of the 19
+    assert scipy_stats.binom.cdf(4, 19, 1 - q) == pytest.approx(0.8)  # finds it 80% of the time
+    assert scipy_stats.binom.cdf(4, 19, 1 - (1 + 0.11 * 100 / 19) / 2) < 0.7  # the critical one
+    seeds = compare_seeds([0.90, 0.91, 0.92], [0.88, 0.89, 0.91])
+    t = scipy_stats.t
+    df = scipy_stats.ttest_ind([0.90, 0.91, 0.92], [0.88, 0.89, 0.91], equal_var=False).df
+    assert seeds.powered == pytest.approx(
+        seeds.detectable * (t.ppf(0.975, df) + t.ppf(0.8, df)) / t.ppf(0.975, df))
