@@ -50,3 +50,36 @@ def test_mixed_budgets_and_a_dataset_twice_are_refused(tmp_path):
     assert list(accuracy_table([a, b], allow_mixed_budgets=True).columns) == ["A", "B"]
     with pytest.raises(ReportError, match="two run directories hold dataset A"):
         accuracy_table([a, a])
+
+
+def test_nemenyi_critical_difference_is_demsars_for_four_classifiers_on_fourteen_datasets():
+    from reports.across import nemenyi_critical_difference
+
+    # Demsar 2006, section 3.2.2: k = 4, N = 14, q_0.05 = 2.569, CD = 1.25
+    assert nemenyi_critical_difference(4, 14) == pytest.approx(2.569 * (20 / 84) ** 0.5, abs=1e-3)
+    assert round(nemenyi_critical_difference(4, 14), 2) == 1.25
+
+
+def test_friedman_is_the_rank_formula_and_names_only_pairs_beyond_the_critical_difference():
+    import pandas as pd
+
+    from reports.across import friedman
+
+    rng = np.random.default_rng(0)
+    datasets = [f"d{i}" for i in range(12)]
+    accuracy = pd.DataFrame({d: [0.95, 0.90 + rng.uniform(-0.01, 0.01), 0.90 + rng.uniform(-0.01, 0.01), 0.80]
+                             for d in datasets}, index=["a", "b", "c", "d"])
+    test = friedman(accuracy)
+    ranks = accuracy.rank(ascending=False).mean(axis=1)
+    k, n = 4, 12
+    expected = 12 * n / (k * (k + 1)) * (float((ranks**2).sum()) - k * (k + 1) ** 2 / 4)
+    assert test.statistic == pytest.approx(expected)  # no ties: the textbook formula
+    assert test.p_value < 0.05
+    assert ("a", "d") in test.apart() and ("b", "c") not in test.apart()
+    assert friedman(accuracy.iloc[:, :1]) is None and friedman(accuracy.iloc[:2]) is None
+    from reports.across import friedman_text
+
+    text = friedman_text(accuracy)
+    assert "Shown apart: " in text and "a ahead of d" in text
+    assert "b ahead of c" not in text and "c ahead of b" not in text
+    assert "needs at least three architectures" in friedman_text(accuracy.iloc[:2])
